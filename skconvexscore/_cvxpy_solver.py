@@ -1,0 +1,142 @@
+"""Reference solver: the programs written in CVXPY and solved by Clarabel.
+
+Interior point, accurate to about 1e-8, and slow for large problems: it is the
+yardstick the structured solvers are tested against. The formulations are
+vectorised (one matrix variable for all patterns, no Python loop building
+expressions). cvxpy is imported lazily to keep ``import skconvexscore`` light.
+"""
+
+import numpy as np
+
+from ._programs import SolverError, UnboundedProgramError
+from ._solution import OutputSolution, UnivariateSolution
+
+__all__ = ["solve_arrangement_output_cvxpy", "solve_univariate_cvxpy"]
+
+_UNBOUNDED = ("unbounded", "unbounded_inaccurate")
+
+
+def _solve(problem, solver_options, verbose):
+    import cvxpy as cp
+
+    options = {"solver": cp.CLARABEL}
+    options.update(solver_options or {})
+    try:
+        problem.solve(verbose=verbose, **options)
+    except cp.error.SolverError as exc:
+        raise SolverError(f"cvxpy failed to solve the program: {exc}") from exc
+    status = problem.status
+    if status in _UNBOUNDED:
+        raise UnboundedProgramError("the program is unbounded below (solver status %r)" % status)
+    if status != "optimal":
+        raise SolverError(
+            f"cvxpy returned status {status!r}: the solution is not certified optimal. "
+            "Try a larger alpha, fewer patterns, or solver_options for the backend."
+        )
+    stats = problem.solver_stats
+    n_iter = int(stats.num_iters) if stats is not None and stats.num_iters is not None else 0
+    return status, n_iter
+
+
+def solve_univariate_cvxpy(program, solver_options=None, verbose=False):
+    """Solve a 1-D program with the dense atom matrix.
+
+    Parameters
+    ----------
+    program : UnivariateProgram
+    solver_options : dict or None
+        Passed to :meth:`cvxpy.Problem.solve` (default solver Clarabel).
+    verbose : bool
+
+    Returns
+    -------
+    UnivariateSolution
+    """
+    import cvxpy as cp
+
+    n = program.n
+    A = program.design_matrix()
+    u = cp.Variable(program.n_atoms)
+    f = A @ u
+    slope = cp.Variable() if program.skip_connection else None
+    intercept = cp.Variable() if program.skip_connection else None
+    if slope is not None:
+        f = f + slope * program.x + intercept
+    penalty = program.penalty_weights() @ cp.abs(u)
+    if program.objective == "dsm":
+        objective = 0.5 * cp.sum_squares(f - program.targets) / n + penalty
+    else:
+        trace = program.linear_term() @ u + (n * slope if slope is not None else 0.0)
+        objective = (0.5 * cp.sum_squares(f) + trace) / n + penalty
+    problem = cp.Problem(cp.Minimize(objective))
+    status, n_iter = _solve(problem, solver_options, verbose)
+    coef = np.asarray(u.value, dtype=np.float64)
+    v = float(slope.value) if slope is not None else 0.0
+    c = float(intercept.value) if intercept is not None else 0.0
+    return UnivariateSolution(
+        coef=coef,
+        slope=v,
+        intercept=c,
+        objective=program.objective_value(coef, v, c),
+        status=status,
+        n_iter=n_iter,
+    )
+
+
+def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=False):
+    """Solve output ``k``'s cone-constrained program (math notes 4.1 / 4.2).
+
+    Parameters
+    ----------
+    program : ArrangementProgram
+    k : int
+        Output coordinate.
+    solver_options : dict or None
+    verbose : bool
+
+    Returns
+    -------
+    OutputSolution
+    """
+    import cvxpy as cp
+
+    n, d, P = program.n, program.d, program.n_patterns
+    features = program.features
+    out_masks = program.output_masks
+    signs = program.signs
+    positive = cp.Variable((d + 1, P))
+    negative = cp.Variable((d + 1, P))
+    pre_pos = features @ positive
+    pre_neg = features @ negative
+    f = cp.sum(cp.multiply(out_masks, pre_pos - pre_neg), axis=1)
+    constraints = [cp.multiply(signs, pre_pos) >= 0, cp.multiply(signs, pre_neg) >= 0]
+    skip_row = cp.Variable(d) if program.skip_connection else None
+    intercept = cp.Variable() if program.skip_connection else None
+    if skip_row is not None:
+        f = f + program.Z @ skip_row + intercept
+    penalty = program.alpha * (
+        cp.sum(cp.norm(positive[:d, :], 2, axis=0)) + cp.sum(cp.norm(negative[:d, :], 2, axis=0))
+    )
+    if program.objective == "dsm":
+        objective = 0.5 * cp.sum_squares(f - program.targets[:, k]) / n + penalty
+    else:
+        trace = program.trace_counts() @ (positive[k, :] - negative[k, :])
+        if skip_row is not None:
+            trace = trace + n * skip_row[k]
+        objective = (0.5 * cp.sum_squares(f) + trace) / n + penalty
+    problem = cp.Problem(cp.Minimize(objective), constraints)
+    status, n_iter = _solve(problem, solver_options, verbose)
+    pos = np.asarray(positive.value, dtype=np.float64).T
+    neg = np.asarray(negative.value, dtype=np.float64).T
+    row = np.asarray(skip_row.value, dtype=np.float64) if skip_row is not None else np.zeros(d)
+    c = float(intercept.value) if intercept is not None else 0.0
+    return OutputSolution(
+        positive=pos,
+        negative=neg,
+        skip_row=row,
+        intercept=c,
+        objective=float(problem.value),
+        status=status,
+        n_iter=n_iter,
+        constraint_violation=program.cone_violation(pos, neg),
+    )

@@ -1,0 +1,276 @@
+"""The recovered two-layer score network.
+
+:class:`ScoreNetwork` knows nothing of how it was found: it holds NumPy
+weights in the user's (original) coordinates and evaluates the score, its
+Jacobian trace and the training objectives. The ``recover_*`` functions turn a
+solver's solution of a program (standardised coordinates) into a network.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "ScoreNetwork",
+    "recover_arrangement",
+    "recover_univariate",
+]
+
+# Relative size of the shift that moves a recovered unit off the data points
+# (1-D: kinks to x_j +/- delta) or off its cone's boundary (d >= 2). The
+# recovered objective differs from the convex value by O(this).
+_KINK_SHIFT = 1e-6
+_CONE_NUDGE = 1e-8
+
+
+@dataclass
+class ScoreNetwork:
+    r"""A two-layer score network with an optional linear skip connection.
+
+    .. math::
+
+        s(x) = A^\top \phi(W x + b) + V x + c
+
+    Every hidden unit feeds one output coordinate (each row of ``A`` has one
+    non-zero entry), which is what makes the training problem convex.
+
+    Parameters
+    ----------
+    hidden_weights : ndarray of shape (n_units, d)
+        ``W``.
+    hidden_biases : ndarray of shape (n_units,)
+        ``b``.
+    output_weights : ndarray of shape (n_units, d)
+        ``A``.
+    skip_weights : ndarray of shape (d, d)
+        ``V`` (zero without skip connection).
+    output_bias : ndarray of shape (d,)
+        ``c``.
+    activation : {"relu", "abs"}
+    """
+
+    hidden_weights: np.ndarray
+    hidden_biases: np.ndarray
+    output_weights: np.ndarray
+    skip_weights: np.ndarray
+    output_bias: np.ndarray
+    activation: str = "relu"
+
+    @property
+    def n_units(self):
+        return self.hidden_weights.shape[0]
+
+    @property
+    def n_features(self):
+        return self.skip_weights.shape[0]
+
+    def _pre_activations(self, X):
+        return X @ self.hidden_weights.T + self.hidden_biases
+
+    def score(self, X):
+        """The score ``s(x)``, shape (n_samples, d)."""
+        X = np.asarray(X, dtype=np.float64)
+        pre = self._pre_activations(X)
+        hidden = np.abs(pre) if self.activation == "abs" else np.maximum(pre, 0.0)
+        return hidden @ self.output_weights + X @ self.skip_weights.T + self.output_bias
+
+    def jacobian_trace(self, X):
+        r"""``tr \nabla s(x)``, shape (n_samples,).
+
+        Where a pre-activation is exactly zero the one-sided derivative with
+        the smaller trace is used (the limit of units shifted off the point,
+        the convention under which the convex program is exact).
+        """
+        X = np.asarray(X, dtype=np.float64)
+        pre = self._pre_activations(X)
+        # contribution of unit j to the trace per unit of phi': r_j w_{j, k(j)}
+        gain = np.einsum("jk,jk->j", self.output_weights, self.hidden_weights)
+        if self.activation == "abs":
+            deriv = np.where(pre == 0.0, -np.sign(gain)[None, :], np.sign(pre))
+        else:
+            at_kink = (gain < 0).astype(np.float64)[None, :]
+            deriv = np.where(pre == 0.0, at_kink, (pre > 0).astype(np.float64))
+        return deriv @ gain + np.trace(self.skip_weights)
+
+    def weight_decay(self):
+        r"""``1/2 \sum_j (||w_j||^2 + ||a_j||^2)``; times ``alpha`` in the objectives."""
+        return 0.5 * float(np.sum(self.hidden_weights**2) + np.sum(self.output_weights**2))
+
+    def hyvarinen_terms(self, X):
+        r"""``1/2 ||s(x)||^2 + tr \nabla s(x)`` for every sample, shape (n_samples,)."""
+        s = self.score(X)
+        return 0.5 * np.sum(s**2, axis=1) + self.jacobian_trace(X)
+
+    def sm_objective(self, X, alpha):
+        """Score-matching objective ``J_SM`` (mean normalisation) on ``X``."""
+        return float(np.mean(self.hyvarinen_terms(X))) + alpha * self.weight_decay()
+
+    def dsm_objective(self, X_noisy, targets, alpha):
+        """Denoising objective ``J_DSM`` on noisy points with targets ``-eps/sigma``."""
+        residual = self.score(X_noisy) - targets
+        return 0.5 * float(np.mean(np.sum(residual**2, axis=1))) + alpha * self.weight_decay()
+
+    def lipschitz_bound(self):
+        r"""An upper bound on the Lipschitz constant of ``s`` (spectral norms).
+
+        ``||A^T diag(phi') W + V||_2 <= sum_k ||A_{:,k}^T W_k||`` per output
+        block plus ``||V||_2``; we use the cruder but cheap
+        ``sum_j ||a_j|| ||w_j|| + ||V||_2``.
+        """
+        units = float(
+            np.sum(np.linalg.norm(self.output_weights, axis=1) * np.linalg.norm(self.hidden_weights, axis=1))
+        )
+        skip = float(np.linalg.norm(self.skip_weights, 2)) if self.skip_weights.size else 0.0
+        return units + skip
+
+    def to_torch(self, dtype=None, device=None):
+        """The same network as a :class:`torch.nn.Module` (imports torch lazily)."""
+        from ._torch_network import TorchScoreNetwork
+
+        return TorchScoreNetwork.from_network(self, dtype=dtype, device=device)
+
+
+def _to_original(W_z, b_z, A_z, V_z, c_z, standardization, activation):
+    """Express a network fitted on ``z = (x - m) / s`` in ``x``.
+
+    ``s_x(x) = s_z((x - m) / s) / s`` (the score of the pushed-forward law).
+    """
+    m, s = standardization.mean, standardization.scale
+    W = W_z / s
+    b = b_z - W @ m
+    A = A_z / s
+    V = V_z / s**2
+    c = c_z / s - V @ m
+    return ScoreNetwork(W, b, A, V, c, activation)
+
+
+def recover_univariate(program, coef, slope, intercept, standardization, kink_shift=_KINK_SHIFT):
+    """The network of a 1-D solution, kinks moved off the data points.
+
+    Each atom ``u_j phi(o_j (z - t_j))`` with ``u_j != 0`` becomes one unit with
+    ``|w| = sqrt|u_j|`` and output weight ``sign(u_j) sqrt|u_j|`` (balanced, so
+    its weight decay is ``alpha |u_j|``), its kink moved to
+    ``t_j + sign(u_j) delta_j`` so that the midpoint convention's better side
+    is realised; ``delta_j`` is ``kink_shift`` times the gap to the nearest
+    distinct neighbour. The network's objective tends to the convex optimum as
+    ``kink_shift -> 0``.
+
+    Parameters
+    ----------
+    program : UnivariateProgram
+    coef : ndarray of shape (n_atoms,)
+    slope, intercept : float
+        Skip connection (ignored without one).
+    standardization : Standardization
+    kink_shift : float, default=1e-6
+
+    Returns
+    -------
+    network : ScoreNetwork
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    active = _nonzero(coef)
+    kinks = program.kinks[active]
+    u = coef[active]
+    orient = program.orientations[active]
+    values = np.unique(program.x)
+    gap = np.full(values.shape, np.inf)
+    if values.size > 1:
+        steps = np.diff(values)
+        gap[:-1] = steps
+        gap[1:] = np.minimum(gap[1:], steps)
+    delta = kink_shift * gap[np.searchsorted(values, kinks)]
+    t = kinks + np.sign(u) * delta
+    root = np.sqrt(np.abs(u))
+    w = orient * root
+    W_z = w[:, None]
+    b_z = -w * t
+    A_z = (np.sign(u) * root)[:, None]
+    if program.skip_connection:
+        V_z, c_z = np.array([[slope]], dtype=np.float64), np.array([intercept], dtype=np.float64)
+    else:
+        V_z, c_z = np.zeros((1, 1)), np.zeros(1)
+    return _to_original(W_z, b_z, A_z, V_z, c_z, standardization, program.activation)
+
+
+def recover_arrangement(program, positive, negative, skip_weights, intercepts, standardization,
+                        cone_nudge=_CONE_NUDGE):
+    """The network of a d >= 2 solution (all outputs).
+
+    Every non-zero ``v_i`` (``w_i``) of output ``k`` becomes the unit
+    ``v_i / sqrt||v_i[:d]||`` with output weight ``+sqrt||v_i[:d]||``
+    (``-`` for ``w_i``) on coordinate ``k``. The unit is first nudged towards
+    its pattern's interior gate by ``cone_nudge ||v_i||`` so that its activation
+    pattern on the points is exactly ``D_i`` (points on the cone's boundary
+    would otherwise depend on the derivative convention at 0). A unit with a
+    zero input weight is a constant (its weight decay vanishes as its bias
+    grows) and is folded into the output bias.
+
+    Parameters
+    ----------
+    program : ArrangementProgram
+    positive, negative : ndarray of shape (d, P, d + 1)
+        ``v`` and ``w`` of every output.
+    skip_weights : ndarray of shape (d, d)
+    intercepts : ndarray of shape (d,)
+    standardization : Standardization
+    cone_nudge : float, default=1e-8
+
+    Returns
+    -------
+    network : ScoreNetwork
+    """
+    d = program.d
+    gates = program.gates
+    features, signs = program.features, program.signs
+    Ws, bs, As = [], [], []
+    bias = np.asarray(intercepts, dtype=np.float64).copy() if program.skip_connection else np.zeros(d)
+    for k in range(d):
+        for weights, sign in ((positive[k], 1.0), (negative[k], -1.0)):
+            norms = np.linalg.norm(weights, axis=1)
+            keep = _nonzero(norms)
+            if not np.any(keep):
+                continue
+            v = _nudge_into_cone(weights[keep], gates[keep], signs[:, keep], features, cone_nudge)
+            slope_norm = np.linalg.norm(v[:, :d], axis=1)
+            constant = slope_norm <= 1e-12 * np.linalg.norm(v, axis=1)
+            # a constant unit phi(b) on an all-active pattern: phi(b) = |b| = b >= 0
+            bias[k] += sign * np.sum(np.abs(v[constant, d]))
+            v, slope_norm = v[~constant], slope_norm[~constant]
+            root = np.sqrt(slope_norm)
+            unit = v / root[:, None]
+            Ws.append(unit[:, :d])
+            bs.append(unit[:, d])
+            out = np.zeros((unit.shape[0], d))
+            out[:, k] = sign * root
+            As.append(out)
+    W_z = np.vstack(Ws) if Ws else np.zeros((0, d))
+    b_z = np.concatenate(bs) if bs else np.zeros(0)
+    A_z = np.vstack(As) if As else np.zeros((0, d))
+    V_z = np.asarray(skip_weights, dtype=np.float64) if program.skip_connection else np.zeros((d, d))
+    return _to_original(W_z, b_z, A_z, V_z, bias, standardization, program.activation)
+
+
+def _nudge_into_cone(weights, gates, signs, features, nudge):
+    """Move each row of ``weights`` towards its interior gate until strictly inside.
+
+    The step is ``nudge ||v||``, or twice what it takes to fix the worst
+    (solver-tolerance) violation of the cone constraints if that is larger.
+    """
+    norms = np.linalg.norm(weights, axis=1)
+    own = signs * (features @ weights.T)  # (n, units), >= 0 up to solver tolerance
+    gate = signs * (features @ gates.T)  # > 0 strictly: interior gates
+    needed = np.max(np.maximum(-own, 0.0) / gate, axis=0) / np.maximum(norms, 1e-300)
+    step = np.maximum(nudge, 2.0 * needed) * norms
+    return weights + step[:, None] * gates
+
+
+def _nonzero(values, rtol=1e-7, atol=1e-9):
+    """Entries that are not solver noise: above ``atol`` and ``rtol`` times the largest.
+
+    Interior-point solutions carry ~1e-10 residue on coefficients that are zero
+    at the optimum; programs are standardised, so an absolute cut is meaningful.
+    """
+    values = np.abs(values)
+    top = values.max(initial=0.0)
+    return values > max(atol, rtol * top)

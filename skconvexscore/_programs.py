@@ -1,0 +1,498 @@
+"""The convex programs, as data.
+
+A *program* holds everything a solver needs (points, activation patterns,
+linear terms, penalty weights) and nothing about how it is solved. All
+programs live in *standardised* coordinates ``z = (x - mean) / scale`` with an
+isotropic ``scale``: the problems are equivariant under translations and
+isotropic scalings (biases and the skip connection are not penalised), and
+standardising is what keeps interior-point and first-order solvers accurate
+far from the origin. Objective values transform as ``J_x = J_z / scale**2``
+(section 1 of the design notes, "mathematics").
+
+Two families:
+
+* :class:`UnivariateProgram` -- d = 1, one kink candidate at every point,
+  solved exactly (math notes, sections 3.1 to 3.3).
+* :class:`ArrangementProgram` -- d >= 2, sampled hyperplane arrangement,
+  one cone-constrained group lasso per output coordinate (sections 4.1, 4.2).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "ArrangementProgram",
+    "SolverError",
+    "Standardization",
+    "UnboundedProgramError",
+    "UnivariateProgram",
+    "arrangement_alpha_hint",
+    "gaussian_regime_alpha",
+    "sample_patterns",
+    "standardize",
+    "univariate_alpha_bound",
+]
+
+OBJECTIVES = ("sm", "dsm")
+ACTIVATIONS = ("relu", "abs")
+
+
+class UnboundedProgramError(ValueError):
+    """The score-matching program is unbounded below for this ``alpha``."""
+
+
+class SolverError(ValueError):
+    """A solver failed or could not certify its solution."""
+
+
+# --------------------------------------------------------------------------
+# Standardisation
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """The affine map ``z = (x - mean) / scale`` with an isotropic scale."""
+
+    mean: np.ndarray
+    scale: float
+
+    def transform(self, X):
+        return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+
+
+def standardize(X):
+    """Centre ``X`` and divide by its root-mean-square coordinate deviation.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    Z : ndarray of shape (n_samples, n_features)
+    standardization : Standardization
+
+    Raises
+    ------
+    ValueError
+        If every sample is the same point (the score is undefined).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    centred = X - mean
+    scale = float(np.sqrt(np.mean(centred**2)))
+    if not np.isfinite(scale) or scale <= 0.0 or scale < 1e-12 * max(
+        1.0, float(np.max(np.abs(mean)))
+    ):
+        raise ValueError(
+            "All samples are (numerically) the same point: the data have zero "
+            "variance and no score can be fitted."
+        )
+    return centred / scale, Standardization(mean=mean, scale=scale)
+
+
+# --------------------------------------------------------------------------
+# Univariate programs (d = 1)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnivariateProgram:
+    r"""An exact one-dimensional program (math notes, sections 3.1 to 3.3).
+
+    The model is a sum of *atoms* with one kink at every point, plus an
+    optional unpenalised line ``v x + c`` (``skip_connection``):
+
+    * ``activation="relu"`` with skip: atoms ``(x - x_j)_+``, ``j = 1..n``;
+    * ``activation="relu"`` without skip: atoms ``(x - x_j)_+`` followed by the
+      reversed atoms ``(x_j - x)_+`` (coefficient vector of length ``2 n``);
+    * ``activation="abs"``: atoms ``|x - x_j|``.
+
+    Score matching (``objective="sm"``), with the midpoint convention::
+
+        (1/n) [ 1/2 ||A u + v x + c||^2 + q . u + n v ] + sum_j lam_j |u_j|
+
+    Denoising score matching (``objective="dsm"``) on noisy points with
+    targets ``y``::
+
+        1/(2n) ||A u + v x + c - y||^2 + alpha ||u||_1
+
+    Attributes
+    ----------
+    objective : {"sm", "dsm"}
+    x : ndarray of shape (n,)
+        Standardised points, sorted increasingly (ties allowed).
+    alpha : float
+    activation : {"relu", "abs"}
+    skip_connection : bool
+    targets : ndarray of shape (n,) or None
+        DSM targets ``-eps / sigma`` (standardised), aligned with ``x``.
+    """
+
+    objective: str
+    x: np.ndarray
+    alpha: float
+    activation: str = "relu"
+    skip_connection: bool = True
+    targets: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}")
+        if (self.objective == "dsm") != (self.targets is not None):
+            raise ValueError("targets are required for 'dsm' and only for 'dsm'")
+        if np.any(np.diff(self.x) < 0):
+            raise ValueError("x must be sorted increasingly")
+
+    @property
+    def n(self):
+        return self.x.shape[0]
+
+    @property
+    def reversed_atoms(self):
+        """Whether the atoms include both ReLU orientations."""
+        return self.activation == "relu" and not self.skip_connection
+
+    @property
+    def n_atoms(self):
+        return 2 * self.n if self.reversed_atoms else self.n
+
+    @property
+    def kinks(self):
+        """Kink location of every atom, shape (n_atoms,)."""
+        return np.concatenate([self.x, self.x]) if self.reversed_atoms else self.x
+
+    @property
+    def orientations(self):
+        """+1 for ``(x - t)_+`` or ``|x - t|``, -1 for ``(t - x)_+``."""
+        signs = np.ones(self.n)
+        return np.concatenate([signs, -signs]) if self.reversed_atoms else signs
+
+    def linear_term(self):
+        """Coefficient ``q_j`` of each atom's Jacobian trace summed over points.
+
+        Midpoint convention: ``phi'(0) = 1/2`` for ReLU, ``sign(0) = 0`` for
+        abs; sorted 0-based index ``j``. Zero for DSM.
+        """
+        n = self.n
+        j = np.arange(n, dtype=np.float64)
+        if self.objective == "dsm":
+            return np.zeros(self.n_atoms)
+        if self.activation == "abs":
+            return n - 2.0 * j - 1.0
+        forward = n - j - 0.5
+        if self.reversed_atoms:
+            return np.concatenate([forward, -(j + 0.5)])
+        return forward
+
+    def penalty_weights(self):
+        """The l1 weight ``lam_j`` of every atom (the reduced weight for SM)."""
+        if self.objective == "dsm":
+            lam = self.alpha
+        elif self.activation == "relu":
+            lam = self.alpha - 0.5 / self.n
+        else:
+            lam = self.alpha - 1.0 / self.n
+        return np.full(self.n_atoms, lam)
+
+    def design_matrix(self):
+        """The dense ``n x n_atoms`` atom matrix (for small reference solves only)."""
+        diff = self.x[:, None] - self.kinks[None, :]
+        if self.activation == "abs":
+            return np.abs(diff)
+        return np.maximum(diff * self.orientations[None, :], 0.0)
+
+    def evaluate(self, coef, slope=0.0, intercept=0.0):
+        """Model values at the points, ``A u + v x + c``, in O(n_atoms log n)."""
+        return _atom_sum(self.x, self.kinks, self.orientations, coef, self.activation) + (
+            slope * self.x + intercept
+        )
+
+    def objective_value(self, coef, slope=0.0, intercept=0.0):
+        """The program's objective at a point (standardised units)."""
+        if not self.skip_connection:
+            slope, intercept = 0.0, 0.0
+        f = self.evaluate(coef, slope, intercept)
+        penalty = float(np.sum(self.penalty_weights() * np.abs(coef)))
+        n = self.n
+        if self.objective == "dsm":
+            return 0.5 * float(np.mean((f - self.targets) ** 2)) + penalty
+        trace = float(self.linear_term() @ coef) + n * slope
+        return (0.5 * float(f @ f) + trace) / n + penalty
+
+    def well_posedness_bound(self):
+        """Smallest ``alpha`` for which the program is bounded below (SM only)."""
+        if self.objective == "dsm":
+            return 0.0
+        return univariate_alpha_bound(self.x, self.activation, self.skip_connection)
+
+
+def _atom_sum(x, kinks, orientations, coef, activation):
+    """``sum_j coef_j phi(o_j (x_i - t_j))`` for every i, by prefix sums.
+
+    Both ``x`` and the forward and reversed kinks are evaluated in
+    O((n + m) log m): no dense matrix is formed.
+    """
+    out = np.zeros_like(x, dtype=np.float64)
+    for sign in (1.0, -1.0):
+        sel = orientations == sign
+        if not np.any(sel):
+            continue
+        t, u = kinks[sel], coef[sel]
+        order = np.argsort(t, kind="stable")
+        t, u = t[order], u[order]
+        cu = np.concatenate([[0.0], np.cumsum(u)])
+        cut = np.concatenate([[0.0], np.cumsum(u * t)])
+        # number of kinks strictly below each x (those with x - t > 0)
+        k = np.searchsorted(t, x, side="left")
+        below = x * cu[k] - cut[k]  # sum_{t_j < x} u_j (x - t_j)
+        above = (cut[-1] - cut[k]) - x * (cu[-1] - cu[k])  # sum_{t_j >= x} u_j (t_j - x)
+        if activation == "abs":
+            out += below + above
+        elif sign > 0:
+            out += below
+        else:
+            out += above
+    return out
+
+
+def univariate_alpha_bound(x, activation="relu", skip_connection=True):
+    """Exact well-posedness bound of the 1-D score-matching program.
+
+    The program is bounded below iff ``alpha >= bound``. Without ties the bound
+    is ``1/n`` (``2/n`` for abs with skip connection). A value shared by ``m``
+    points moves it: a unit kinked just inside an extreme value gains the
+    Jacobian trace of its ``m`` copies at no cost in the fit (``m/n``), and two
+    opposite units straddling an interior value make a zero-width spike that
+    gains ``m`` traces for two penalties (``m/(2n)``).
+
+    Parameters
+    ----------
+    x : array-like of shape (n,)
+    activation : {"relu", "abs"}
+    skip_connection : bool
+
+    Returns
+    -------
+    bound : float
+    """
+    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    n = x.shape[0]
+    _, counts = np.unique(x, return_counts=True)
+    if counts.size < 2:
+        return np.inf
+    m_ext = max(counts[0], counts[-1])
+    m_int = counts[1:-1].max() if counts.size > 2 else 0
+    if activation == "relu":
+        bound = max(m_ext / n, m_int / (2 * n))
+    elif skip_connection:  # abs with skip = relu with skip at alpha / 2
+        bound = 2 * max(m_ext / n, m_int / (2 * n))
+    else:
+        bound = max(m_ext, m_int) / n
+    return float(bound)
+
+
+def gaussian_regime_alpha(x):
+    r"""``alpha_G``: above it the 1-D ReLU-with-skip SM optimum is Gaussian.
+
+    .. math::
+
+        \alpha_G = \frac1n \max_j \max(|N_{\ge}(j) - S_j|, |N_{>}(j) - S_j|),
+        \quad S_j = \frac{1}{\mathrm{var}} \sum_{x_i > x_j} (x_i - \bar x)(x_i - x_j)
+
+    with the biased variance. Computed in O(n log n) by prefix sums.
+    """
+    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    n = x.shape[0]
+    z = x - x.mean()
+    var = float(np.mean(z**2))
+    # suffix sums over i > j of z_i and z_i x_i (ties: strict inequality)
+    zx_rev = np.cumsum((z * x)[::-1])[::-1]
+    z_rev = np.cumsum(z[::-1])[::-1]
+    n_gt = n - np.searchsorted(x, x, side="right")
+    n_ge = n - np.searchsorted(x, x, side="left")
+    first_gt = n - n_gt  # index of the first point strictly above x_j
+    sum_zx = np.where(first_gt < n, zx_rev[np.minimum(first_gt, n - 1)], 0.0)
+    sum_z = np.where(first_gt < n, z_rev[np.minimum(first_gt, n - 1)], 0.0)
+    S = (sum_zx - x * sum_z) / var
+    return float(np.max(np.maximum(np.abs(n_ge - S), np.abs(n_gt - S))) / n)
+
+
+# --------------------------------------------------------------------------
+# Arrangement programs (d >= 2)
+# --------------------------------------------------------------------------
+
+
+def sample_patterns(Z, n_patterns, activation, random_state):
+    """Sample gates and keep the distinct, non-empty activation patterns.
+
+    Gates ``g ~ N(0, I_{d+1})`` act on ``[Z, 1]``. For each distinct pattern the
+    gate with the largest margin ``min_i |[z_i, 1] . g| / ||g||`` is kept: it lies
+    strictly inside the pattern's cone and is used to nudge recovered units off
+    the cone boundary. For ``activation="abs"`` a pattern and its complement
+    give the same units and are merged.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, d)
+    n_patterns : int
+        Number of gates drawn.
+    activation : {"relu", "abs"}
+    random_state : numpy.random.Generator or RandomState
+
+    Returns
+    -------
+    masks : ndarray of bool, shape (n, P)
+    gates : ndarray of shape (P, d + 1)
+    """
+    n, d = Z.shape
+    Zt = np.hstack([Z, np.ones((n, 1))])
+    gates = random_state.standard_normal((n_patterns, d + 1))
+    gates /= np.linalg.norm(gates, axis=1, keepdims=True)
+    pre = Zt @ gates.T
+    masks = pre >= 0
+    if activation == "abs":
+        flip = ~masks[0]
+        masks[:, flip] = ~masks[:, flip]
+        gates[flip] *= -1
+        pre[:, flip] *= -1
+    else:
+        keep = masks.any(axis=0)
+        masks, gates, pre = masks[:, keep], gates[keep], pre[:, keep]
+    margin = np.abs(pre).min(axis=0)
+    keys = np.packbits(masks, axis=0).T
+    # order by descending margin so that np.unique's first index is the best gate
+    order = np.argsort(-margin, kind="stable")
+    _, first = np.unique(keys[order], axis=0, return_index=True)
+    chosen = np.sort(order[first])
+    return np.ascontiguousarray(masks[:, chosen]), gates[chosen]
+
+
+@dataclass(frozen=True)
+class ArrangementProgram:
+    r"""Cone-constrained group lasso on a hyperplane arrangement (d >= 2).
+
+    One independent program per output coordinate ``k`` (math notes 4.1, 4.2)::
+
+        SM:  (1/n) [ 1/2 ||F_k||^2 + sum_i c_i (v_i - w_i)_k + n V_kk ]
+                 + alpha sum_i (||v_i[:d]|| + ||w_i[:d]||)
+        DSM: 1/(2n) ||F_k - Y_k||^2 + alpha sum_i (||v_i[:d]|| + ||w_i[:d]||)
+
+        F_k = sum_i S_i * (Zt (v_i - w_i)) + Z V_k + c_k,
+        s.t. (2 D_i - 1) * (Zt v_i) >= 0 and (2 D_i - 1) * (Zt w_i) >= 0
+
+    where ``Zt = [Z, 1]``, ``D_i`` is pattern ``i``, ``S_i = D_i`` for ReLU and
+    ``2 D_i - 1`` for abs, and ``c_i = tr D_i`` (ReLU) or ``2 tr D_i - n`` (abs).
+    Without skip connection ``V_k`` and ``c_k`` are absent.
+
+    Attributes
+    ----------
+    objective : {"sm", "dsm"}
+    Z : ndarray of shape (n, d)
+        Standardised points (SM: the data; DSM: the noisy points).
+    masks : ndarray of bool, shape (n, P)
+    gates : ndarray of shape (P, d + 1)
+        A strictly interior gate of every pattern.
+    alpha : float
+    activation : {"relu", "abs"}
+    skip_connection : bool
+    targets : ndarray of shape (n, d) or None
+        DSM targets (standardised).
+    """
+
+    objective: str
+    Z: np.ndarray
+    masks: np.ndarray
+    gates: np.ndarray
+    alpha: float
+    activation: str = "relu"
+    skip_connection: bool = True
+    targets: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}")
+        if (self.objective == "dsm") != (self.targets is not None):
+            raise ValueError("targets are required for 'dsm' and only for 'dsm'")
+
+    @property
+    def n(self):
+        return self.Z.shape[0]
+
+    @property
+    def d(self):
+        return self.Z.shape[1]
+
+    @property
+    def n_patterns(self):
+        return self.masks.shape[1]
+
+    @property
+    def features(self):
+        """``Zt = [Z, 1]``, shape (n, d + 1)."""
+        return np.hstack([self.Z, np.ones((self.n, 1))])
+
+    @property
+    def signs(self):
+        """``2 D - 1`` as floats, shape (n, P): the cone constraints' signs."""
+        return np.where(self.masks, 1.0, -1.0)
+
+    @property
+    def output_masks(self):
+        """``S``: ``D`` (ReLU) or ``2 D - 1`` (abs), shape (n, P)."""
+        return self.masks.astype(np.float64) if self.activation == "relu" else self.signs
+
+    def trace_counts(self):
+        """``c_i``: summed activation derivative of pattern ``i`` (SM), shape (P,)."""
+        if self.objective == "dsm":
+            return np.zeros(self.n_patterns)
+        active = self.masks.sum(axis=0).astype(np.float64)
+        return active if self.activation == "relu" else 2.0 * active - self.n
+
+    def output_values(self, positive, negative, skip_row=None, intercept=0.0):
+        """``F_k`` for one output, given ``v`` and ``w`` of shape (P, d + 1)."""
+        pre = self.features @ (positive - negative).T  # (n, P)
+        f = np.sum(self.output_masks * pre, axis=1)
+        if self.skip_connection and skip_row is not None:
+            f = f + self.Z @ skip_row + intercept
+        return f
+
+    def objective_value(self, k, positive, negative, skip_row=None, intercept=0.0):
+        """Objective of output ``k``'s program at a point (standardised units)."""
+        f = self.output_values(positive, negative, skip_row, intercept)
+        d = self.d
+        penalty = self.alpha * float(
+            np.linalg.norm(positive[:, :d], axis=1).sum()
+            + np.linalg.norm(negative[:, :d], axis=1).sum()
+        )
+        if self.objective == "dsm":
+            return 0.5 * float(np.mean((f - self.targets[:, k]) ** 2)) + penalty
+        trace = float(self.trace_counts() @ (positive[:, k] - negative[:, k]))
+        if self.skip_connection and skip_row is not None:
+            trace += self.n * float(skip_row[k])
+        return (0.5 * float(f @ f) + trace) / self.n + penalty
+
+    def cone_violation(self, positive, negative):
+        """Largest violation of the cone constraints, relative to the weights."""
+        signs = self.signs
+        worst = 0.0
+        for v in (positive, negative):
+            pre = signs * (self.features @ v.T)
+            scale = np.linalg.norm(v, axis=1) + 1e-300
+            worst = max(worst, float(np.max(np.maximum(-pre, 0.0) / scale[None, :])))
+        return worst
+
+
+def arrangement_alpha_hint(n_samples, n_features):
+    """Rough well-posedness bound ``d / n`` of the d-dimensional SM program.
+
+    A unit whose hyperplane runs along a facet of the convex hull activates
+    ``d`` points at value ~0; the exact bound depends on the data and patterns.
+    """
+    return n_features / n_samples

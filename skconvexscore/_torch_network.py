@@ -1,0 +1,41 @@
+"""PyTorch twin of :class:`~skconvexscore._network.ScoreNetwork` (imported lazily)."""
+
+import torch
+from torch import nn
+
+__all__ = ["TorchScoreNetwork"]
+
+
+class TorchScoreNetwork(nn.Module):
+    r"""``s(x) = A^T phi(W x + b) + V x + c`` as a trainable module.
+
+    Built by :meth:`from_network`; parameters ``hidden`` (``W``, ``b``),
+    ``output`` (``A``, ``c``) and ``skip`` (``V``) mirror the NumPy network.
+    """
+
+    def __init__(self, n_features, n_units, activation="relu"):
+        super().__init__()
+        self.activation = activation
+        self.hidden = nn.Linear(n_features, n_units)
+        self.output = nn.Linear(n_units, n_features)
+        self.skip = nn.Linear(n_features, n_features, bias=False)
+
+    @classmethod
+    def from_network(cls, network, dtype=None, device=None):
+        dtype = torch.float64 if dtype is None else dtype
+        module = cls(network.n_features, network.n_units, network.activation)
+        with torch.no_grad():
+            for param, value in (
+                (module.hidden.weight, network.hidden_weights),
+                (module.hidden.bias, network.hidden_biases),
+                (module.output.weight, network.output_weights.T),
+                (module.output.bias, network.output_bias),
+                (module.skip.weight, network.skip_weights),
+            ):
+                param.data = torch.as_tensor(value, dtype=dtype).clone()
+        return module.to(device=device)
+
+    def forward(self, x):
+        pre = self.hidden(x)
+        hidden = pre.abs() if self.activation == "abs" else torch.relu(pre)
+        return self.output(hidden) + self.skip(x)
