@@ -204,7 +204,8 @@ def recover_arrangement(program, positive, negative, skip_weights, intercepts, s
     pattern on the points is exactly ``D_i`` (points on the cone's boundary
     would otherwise depend on the derivative convention at 0). A unit with a
     zero input weight is a constant (its weight decay vanishes as its bias
-    grows) and is folded into the output bias.
+    grows); the programs exclude the all-active pattern, the only one that
+    admits such a unit.
 
     Parameters
     ----------
@@ -232,12 +233,8 @@ def recover_arrangement(program, positive, negative, skip_weights, intercepts, s
             if not np.any(keep):
                 continue
             v = _nudge_into_cone(weights[keep], gates[keep], signs[:, keep], features, cone_nudge)
-            slope_norm = np.linalg.norm(v[:, :d], axis=1)
-            constant = slope_norm <= 1e-12 * np.linalg.norm(v, axis=1)
-            # a constant unit phi(b) on an all-active pattern: phi(b) = |b| = b >= 0
-            bias[k] += sign * np.sum(np.abs(v[constant, d]))
-            v, slope_norm = v[~constant], slope_norm[~constant]
-            root = np.sqrt(slope_norm)
+            # a pattern that is neither empty nor full forces a non-zero slope
+            root = np.sqrt(np.linalg.norm(v[:, :d], axis=1))
             unit = v / root[:, None]
             Ws.append(unit[:, :d])
             bs.append(unit[:, d])

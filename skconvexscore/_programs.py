@@ -336,6 +336,13 @@ def sample_patterns(Z, n_patterns, activation, random_state):
     the cone boundary. For ``activation="abs"`` a pattern and its complement
     give the same units and are merged.
 
+    The all-active pattern is dropped too. Its units are affine on the data
+    with a free intercept: with skip connection they duplicate ``V x + c``
+    (a ray of optimal solutions that stalls interior-point solvers), and
+    without one they would add a free output constant that the exact 1-D
+    program (kinks at data points, math notes 3.2) does not have. Dropping it
+    keeps the two consistent; nested gate sets still give nested patterns.
+
     Parameters
     ----------
     Z : ndarray of shape (n, d)
@@ -360,9 +367,8 @@ def sample_patterns(Z, n_patterns, activation, random_state):
         masks[:, flip] = ~masks[:, flip]
         gates[flip] *= -1
         pre[:, flip] *= -1
-    else:
-        keep = masks.any(axis=0)
-        masks, gates, pre = masks[:, keep], gates[keep], pre[:, keep]
+    keep = masks.any(axis=0) & ~masks.all(axis=0)
+    masks, gates, pre = masks[:, keep], gates[keep], pre[:, keep]
     margin = np.abs(pre).min(axis=0)
     keys = np.packbits(masks, axis=0).T
     # order by descending margin so that np.unique's first index is the best gate

@@ -1,0 +1,241 @@
+"""Machinery shared by the two estimators: validation, programs, prediction."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._network import recover_arrangement, recover_univariate
+from ._programs import (
+    ArrangementProgram,
+    UnboundedProgramError,
+    UnivariateProgram,
+    arrangement_alpha_hint,
+    sample_patterns,
+    standardize,
+)
+from ._solvers import SOLVERS, solve_arrangement, solve_univariate
+
+__all__ = ["_BaseConvexScore"]
+
+
+class _BaseConvexScore(BaseEstimator):
+    """Base class: a two-layer score network fitted as convex programs.
+
+    Subclasses build the programs (score matching or denoising) and call
+    :meth:`_solve_program`; everything downstream of the recovered
+    :class:`~skconvexscore._network.ScoreNetwork` lives here.
+    """
+
+    _parameter_constraints: dict = {
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "activation": [StrOptions({"relu", "abs"})],
+        "skip_connection": ["boolean"],
+        "n_patterns": [Interval(Integral, 1, None, closed="left")],
+        "solver": [StrOptions(set(SOLVERS))],
+        "solver_options": [dict, None],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------
+    # fitting helpers
+    # ------------------------------------------------------------------
+
+    def _validate_training_data(self, X):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        return np.asarray(X, dtype=np.float64)
+
+    def _validate_query(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X, dtype=np.float64)
+
+    def _solve_program(self, program, standardization):
+        """Solve ``program`` and return ``(network, objective, solver_info)``.
+
+        ``objective`` is in the user's coordinates (``J_z / scale**2``).
+        Unbounded programs are reported as a ValueError naming the bound.
+        """
+        if isinstance(program, UnivariateProgram):
+            bound = program.well_posedness_bound()
+            if program.alpha < bound:
+                raise ValueError(_univariate_unbounded_message(program, bound, self.activation,
+                                                               self.skip_connection))
+            solution, backend = solve_univariate(
+                program,
+                self.solver,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                solver_options=self.solver_options,
+                verbose=bool(self.verbose),
+            )
+            network = recover_univariate(
+                program, solution.coef, solution.slope, solution.intercept, standardization
+            )
+            info = {
+                "solver": backend,
+                "status": solution.status,
+                "n_iter": int(solution.n_iter),
+                "duality_gap": float(solution.duality_gap) / standardization.scale**2,
+            }
+            return network, solution.objective / standardization.scale**2, info
+
+        try:
+            solutions, backend = solve_arrangement(
+                program,
+                self.solver,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                solver_options=self.solver_options,
+                n_jobs=self.n_jobs,
+                verbose=bool(self.verbose),
+            )
+        except UnboundedProgramError as exc:
+            hint = arrangement_alpha_hint(program.n, program.d)
+            raise ValueError(
+                f"Score matching with alpha={program.alpha:.4g} is unbounded below on these data "
+                f"({exc}). A hidden unit whose hyperplane runs along a facet of the data's convex "
+                f"hull activates d points at value ~0 and gains Jacobian trace at no cost in the "
+                f"fit; the program is bounded only for alpha above a data-dependent bound of "
+                f"roughly d/n = {hint:.4g}. Increase alpha, or use ConvexDenoisingScoreMatcher, "
+                f"which is always bounded."
+            ) from exc
+        network = recover_arrangement(
+            program,
+            np.stack([s.positive for s in solutions]),
+            np.stack([s.negative for s in solutions]),
+            np.stack([s.skip_row for s in solutions]),
+            np.array([s.intercept for s in solutions]),
+            standardization,
+        )
+        objective = sum(s.objective for s in solutions) / standardization.scale**2
+        statuses = {s.status for s in solutions}
+        info = {
+            "solver": backend,
+            "status": statuses.pop() if len(statuses) == 1 else ",".join(sorted(statuses)),
+            "n_iter": int(max(s.n_iter for s in solutions)),
+            "duality_gap": float(sum(s.duality_gap for s in solutions)) / standardization.scale**2,
+        }
+        return network, objective, info
+
+    def _build_program(self, objective, Z, targets, rng):
+        """The program for standardised points ``Z`` (DSM: noisy points, targets)."""
+        if Z.shape[1] == 1:
+            order = np.argsort(Z[:, 0], kind="stable")
+            return UnivariateProgram(
+                objective,
+                Z[order, 0],
+                float(self.alpha),
+                self.activation,
+                bool(self.skip_connection),
+                None if targets is None else targets[order, 0],
+            )
+        masks, gates = sample_patterns(Z, self.n_patterns, self.activation, rng)
+        return ArrangementProgram(
+            objective, Z, masks, gates, float(self.alpha), self.activation,
+            bool(self.skip_connection), targets,
+        )
+
+    def _store_network(self, network):
+        """Expose the weights of ``network`` as fitted attributes."""
+        self.hidden_weights_ = network.hidden_weights
+        self.hidden_biases_ = network.hidden_biases
+        self.output_weights_ = network.output_weights
+        self.skip_weights_ = network.skip_weights
+        self.output_bias_ = network.output_bias
+        self.n_neurons_ = int(network.n_units)
+
+    @staticmethod
+    def _random_state(random_state):
+        return check_random_state(random_state)
+
+    # ------------------------------------------------------------------
+    # prediction
+    # ------------------------------------------------------------------
+
+    def _network_for(self, noise_level=None):
+        return self.networks_[0]
+
+    def predict(self, X):
+        """The score ``grad_x log p(x)`` of the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        score : ndarray of shape (n_samples, n_features)
+        """
+        X = self._validate_query(X)
+        return self._network_for().score(X)
+
+    def score(self, X, y=None):
+        r"""Held-out Hyvarinen criterion (higher is better).
+
+        .. math::
+
+            -\frac1n \sum_i \Big(\tfrac12 \|s(x_i)\|^2 + \operatorname{tr} \nabla s(x_i)\Big)
+
+        Up to a constant that does not depend on the model, this is minus the
+        Fisher divergence between the model and the law of ``X``; it needs no
+        density and is comparable across ``alpha``, noise levels and the two
+        estimators, so GridSearchCV can select them directly.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        X = self._validate_query(X)
+        return -float(np.mean(self._network_for().hyvarinen_terms(X)))
+
+    def to_torch(self, dtype=None, device=None):
+        """The recovered two-layer network as a :class:`torch.nn.Module`.
+
+        Parameters
+        ----------
+        dtype : torch.dtype, default=torch.float64
+        device : str or torch.device, default=None (CPU)
+
+        Returns
+        -------
+        module : torch.nn.Module
+            Maps a tensor of shape (n, d) to the score, shape (n, d).
+        """
+        check_is_fitted(self)
+        return self._network_for().to_torch(dtype=dtype, device=device)
+
+    # --- sampling ---
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _univariate_unbounded_message(program, bound, activation, skip_connection):
+    n = program.n
+    model = f"activation={activation!r}, skip_connection={skip_connection}"
+    return (
+        f"Score matching with alpha={program.alpha:.6g} is unbounded below on these {n} points "
+        f"({model}): the program is well posed only for alpha >= {bound:.6g} "
+        f"(1/n = {1.0 / n:.6g}; 2/n for abs with skip connection; tied values raise it to "
+        f"m/n for m copies of an extreme value). A hidden unit kinked just inside an extreme "
+        f"data point gains Jacobian trace there at no cost in the fit, so the objective can be "
+        f"driven to -infinity. Use alpha >= {bound:.6g}, or ConvexDenoisingScoreMatcher, which "
+        f"is always bounded."
+    )

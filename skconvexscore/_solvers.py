@@ -1,0 +1,70 @@
+"""Choosing and running a solver for a program.
+
+The estimators call :func:`solve_univariate` and :func:`solve_arrangement`;
+these pick a backend and run the independent per-output programs in parallel.
+Solvers know nothing of scikit-learn and programs know nothing of solvers.
+"""
+
+from joblib import Parallel, delayed
+
+from ._cvxpy_solver import solve_arrangement_output_cvxpy, solve_univariate_cvxpy
+
+__all__ = ["SOLVERS", "solve_arrangement", "solve_univariate"]
+
+#: Accepted values of the estimators' ``solver`` parameter.
+SOLVERS = ("auto", "cvxpy", "univariate", "first_order")
+
+
+def solve_univariate(program, solver="auto", *, tol=1e-8, max_iter=None, solver_options=None,
+                     verbose=False):
+    """Solve a 1-D program; ``"auto"`` is the exact structured solver.
+
+    Returns
+    -------
+    solution : UnivariateSolution
+    solver : str
+        The backend that ran.
+    """
+    options = dict(solver_options or {})
+    if solver == "cvxpy":
+        return solve_univariate_cvxpy(program, options, verbose), "cvxpy"
+    if solver == "first_order":
+        raise ValueError("solver='first_order' is for d >= 2; use 'auto', 'univariate' or 'cvxpy' for 1-D data.")
+    from ._univariate_solver import solve_univariate_exact
+
+    return solve_univariate_exact(program, tol=tol, max_iter=max_iter, verbose=verbose, **options), "univariate"
+
+
+def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver_options=None,
+                      n_jobs=None, verbose=False):
+    """Solve every output's arrangement program (they are independent).
+
+    Returns
+    -------
+    solutions : list of OutputSolution, one per output coordinate
+    solver : str
+        The backend that ran.
+    """
+    if solver == "univariate":
+        raise ValueError("solver='univariate' is for 1-D data; use 'auto', 'cvxpy' or 'first_order' for d >= 2.")
+    options = dict(solver_options or {})
+    if solver == "auto":
+        solver = _choose_arrangement_solver(program, options)
+    if solver == "cvxpy":
+        solutions = Parallel(n_jobs=n_jobs)(
+            delayed(solve_arrangement_output_cvxpy)(program, k, options, verbose) for k in range(program.d)
+        )
+        return solutions, "cvxpy"
+    from ._first_order import solve_arrangement_first_order
+
+    return solve_arrangement_first_order(
+        program, tol=tol, max_iter=max_iter, verbose=verbose, n_jobs=n_jobs, **options
+    ), "first_order"
+
+
+def _choose_arrangement_solver(program, options):
+    """Interior point while the cone constraints are few, first order beyond."""
+    device = str(options.get("device", "cpu"))
+    if device.startswith("cuda"):
+        return "first_order"
+    return "cvxpy" if program.n * program.n_patterns <= 50_000 else "first_order"

@@ -1,0 +1,118 @@
+"""The programs as data: bounds, alpha_G, patterns, structured evaluation."""
+
+import numpy as np
+import pytest
+
+from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
+from skconvexscore._programs import (
+    ArrangementProgram,
+    UnboundedProgramError,
+    UnivariateProgram,
+    gaussian_regime_alpha,
+    sample_patterns,
+    standardize,
+    univariate_alpha_bound,
+)
+
+VARIANTS = [("relu", True), ("relu", False), ("abs", True), ("abs", False)]
+
+
+def test_standardize_is_isotropic_and_rejects_a_single_point():
+    X = np.random.default_rng(0).normal(size=(50, 3)) * [1.0, 2.0, 3.0] + 100
+    Z, st = standardize(X)
+    np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(np.mean(Z**2), 1.0)
+    np.testing.assert_allclose(st.transform(X), Z)
+    with pytest.raises(ValueError, match="zero variance"):
+        standardize(np.full((5, 2), 3.0))
+
+
+@pytest.mark.parametrize("activation, skip", VARIANTS)
+def test_structured_evaluation_matches_the_dense_atom_matrix(activation, skip):
+    rng = np.random.default_rng(1)
+    x = np.sort(np.round(rng.normal(size=40), 1))  # ties included
+    program = UnivariateProgram("sm", x, 0.5, activation, skip)
+    coef = rng.normal(size=program.n_atoms)
+    np.testing.assert_allclose(program.evaluate(coef, 0.3, -0.2),
+                               program.design_matrix() @ coef + 0.3 * x - 0.2, atol=1e-12)
+
+
+def test_bound_without_ties_is_one_over_n():
+    x = np.sort(np.random.default_rng(2).normal(size=25))
+    assert univariate_alpha_bound(x, "relu", True) == pytest.approx(1 / 25)
+    assert univariate_alpha_bound(x, "relu", False) == pytest.approx(1 / 25)
+    assert univariate_alpha_bound(x, "abs", False) == pytest.approx(1 / 25)
+    assert univariate_alpha_bound(x, "abs", True) == pytest.approx(2 / 25)
+
+
+def _status(x, alpha, activation, skip):
+    program = UnivariateProgram("sm", x, alpha, activation, skip)
+    try:
+        solve_univariate_cvxpy(program)
+    except UnboundedProgramError:
+        return "unbounded"
+    return "bounded"
+
+
+@pytest.mark.parametrize("activation, skip", VARIANTS)
+def test_bound_is_exact_with_ties(activation, skip):
+    # three copies of the maximum and four of an interior value
+    rng = np.random.default_rng(3)
+    x = np.sort(np.concatenate([rng.normal(size=13), [5.0] * 3, [0.1] * 4]))
+    bound = univariate_alpha_bound(x, activation, skip)
+    n = x.size
+    expected = {("relu", True): 3 / n, ("relu", False): 3 / n,
+                ("abs", True): 6 / n, ("abs", False): 4 / n}[(activation, skip)]
+    assert bound == pytest.approx(expected)
+    assert _status(x, 0.97 * bound, activation, skip) == "unbounded"
+    assert _status(x, 1.03 * bound, activation, skip) == "bounded"
+
+
+def test_gaussian_regime_alpha_is_where_the_optimum_leaves_the_gaussian():
+    rng = np.random.default_rng(4)
+    x = np.sort(np.concatenate([rng.normal(-2, 0.5, 40), rng.normal(2, 0.5, 40)]))
+    z = (x - x.mean()) / x.std()
+    alpha_g = gaussian_regime_alpha(z)
+    assert gaussian_regime_alpha(3 * x + 7) == pytest.approx(alpha_g)  # scale and shift free
+    above = solve_univariate_cvxpy(UnivariateProgram("sm", z, 1.001 * alpha_g))
+    below = solve_univariate_cvxpy(UnivariateProgram("sm", z, 0.98 * alpha_g))
+    assert above.objective == pytest.approx(-0.5, abs=1e-7)  # -1/(2 var), var = 1
+    assert np.max(np.abs(above.coef)) < 1e-5
+    assert below.objective < -0.5 - 1e-6
+
+
+def test_gaussian_regime_alpha_handles_ties():
+    x = np.sort(np.repeat(np.random.default_rng(5).normal(size=15), 2))
+    z = (x - x.mean()) / x.std()
+    alpha_g = gaussian_regime_alpha(z)
+    assert solve_univariate_cvxpy(UnivariateProgram("sm", z, 1.001 * alpha_g)).objective == pytest.approx(-0.5, abs=1e-7)
+    assert solve_univariate_cvxpy(UnivariateProgram("sm", z, 0.98 * alpha_g)).objective < -0.5 - 1e-6
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_patterns_are_distinct_nonempty_and_gates_are_interior(activation):
+    Z, _ = standardize(np.random.default_rng(6).normal(size=(60, 2)))
+    masks, gates = sample_patterns(Z, 300, activation, np.random.RandomState(0))
+    assert masks.shape == (60, gates.shape[0])
+    keys = {m.tobytes() for m in masks.T}
+    assert len(keys) == masks.shape[1]
+    assert masks.any(axis=0).all()
+    features = np.hstack([Z, np.ones((60, 1))])
+    assert np.all(np.where(masks, 1.0, -1.0) * (features @ gates.T) > 0)
+    if activation == "abs":  # a pattern and its complement are the same abs units
+        complements = {(~m).tobytes() for m in masks.T}
+        assert not keys & complements
+
+
+def test_arrangement_program_objective_counts_active_points():
+    Z, _ = standardize(np.random.default_rng(7).normal(size=(30, 2)))
+    masks, gates = sample_patterns(Z, 20, "relu", np.random.RandomState(1))
+    program = ArrangementProgram("sm", Z, masks, gates, 0.5)
+    P = program.n_patterns
+    positive = np.zeros((P, 3))
+    positive[0] = gates[0]
+    negative = np.zeros((P, 3))
+    values = program.output_values(positive, negative, np.zeros(2), 0.0)
+    np.testing.assert_allclose(values, np.maximum(program.features @ gates[0], 0))
+    expected = (0.5 * values @ values + masks[:, 0].sum() * gates[0, 0]) / 30 + 0.5 * np.linalg.norm(gates[0, :2])
+    assert program.objective_value(0, positive, negative, np.zeros(2), 0.0) == pytest.approx(expected)

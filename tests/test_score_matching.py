@@ -1,0 +1,283 @@
+"""ConvexScoreMatcher: scikit-learn conventions and the theory, with numbers."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skconvexscore import ConvexScoreMatcher, gaussian_regime_alpha
+
+SOLVERS_1D = ["auto", "cvxpy"]
+
+
+def bimodal(n, seed=0):
+    rng = np.random.default_rng(seed)
+    left = rng.random(n) < 0.5
+    return np.where(left, rng.normal(-2.0, 0.5, n), rng.normal(2.0, 0.6, n))[:, None]
+
+
+def mixture_2d(n, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-2.0, 0.0], [2.0, 0.5]])
+    return centres[rng.integers(0, 2, n)] + 0.5 * rng.standard_normal((n, 2))
+
+
+@parametrize_with_checks([ConvexScoreMatcher(), ConvexScoreMatcher(activation="abs", skip_connection=False)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# --------------------------------------------------------------------------
+# Theory in 1-D
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", SOLVERS_1D)
+def test_gaussian_regime_in_one_dimension(solver):
+    X = bimodal(120, seed=1) * 3 + 7
+    mean, var = X.mean(), X.var()
+    alpha_g = gaussian_regime_alpha(X[:, 0])
+    model = ConvexScoreMatcher(alpha=1.01 * alpha_g, solver=solver).fit(X)
+    grid = np.linspace(X.min() - 2, X.max() + 2, 50)[:, None]
+    np.testing.assert_allclose(model.predict(grid), -(grid - mean) / var, atol=1e-6 / np.sqrt(var))
+    assert model.objective_ == pytest.approx(-1 / (2 * var), rel=1e-7)
+    if solver != "cvxpy":  # an interior point leaves ~1e-8 residue on zero kinks
+        assert model.n_neurons_ == 0
+    below = ConvexScoreMatcher(alpha=0.95 * alpha_g, solver=solver).fit(X)
+    assert below.objective_ < -1 / (2 * var) * (1 + 1e-6)
+    assert below.n_neurons_ > 0
+
+
+@pytest.mark.parametrize("solver", SOLVERS_1D)
+def test_objective_is_nondecreasing_in_alpha_1d(solver):
+    X = bimodal(100, seed=2)
+    alphas = np.geomspace(1.05 / 100, 1.0, 8)
+    values = [ConvexScoreMatcher(alpha=a, solver=solver).fit(X).objective_ for a in alphas]
+    assert np.all(np.diff(values) >= -1e-8 * np.abs(values[:-1]))
+    assert values[0] < values[-1]
+
+
+@pytest.mark.parametrize("activation, skip", [("relu", True), ("relu", False), ("abs", True), ("abs", False)])
+def test_recovered_network_reproduces_objective_1d(activation, skip):
+    X = bimodal(80, seed=3) + 100.0
+    alpha = 0.1
+    model = ConvexScoreMatcher(alpha=alpha, activation=activation, skip_connection=skip).fit(X)
+    assert model.networks_[0].sm_objective(X, alpha) == pytest.approx(model.objective_, rel=1e-5)
+    # the same through the torch module, with autograd for the Jacobian trace
+    module = model.to_torch()
+    x = torch.tensor(X, requires_grad=True)
+    s = module(x)
+    (grad,) = torch.autograd.grad(s.sum(), x)
+    decay = 0.5 * sum((p**2).sum() for n, p in module.named_parameters() if n in ("hidden.weight", "output.weight"))
+    value = float((0.5 * s**2 + grad).mean() + alpha * decay)
+    # autograd's relu'(0) = 0 differs from the limit convention only on
+    # points that sit exactly on a kink, which the recovery avoids
+    assert value == pytest.approx(model.objective_, rel=1e-5)
+
+
+def test_translation_gives_the_same_fit():
+    X = bimodal(90, seed=4)
+    centred = ConvexScoreMatcher(alpha=0.05).fit(X - X.mean())
+    far = ConvexScoreMatcher(alpha=0.05).fit(X - X.mean() + 100.0)
+    assert far.objective_ == pytest.approx(centred.objective_, rel=1e-7)
+    grid = np.linspace(-3, 3, 40)[:, None]
+    np.testing.assert_allclose(far.predict(grid + 100.0), centred.predict(grid), atol=1e-6)
+
+
+def _adam_sm(X, alpha, width, steps, seed):
+    """Adam on the non-convex network with per-output units; returns J_SM."""
+    torch.manual_seed(seed)
+    n, d = X.shape
+    x = torch.tensor(X)
+    W = torch.nn.Parameter(torch.randn(width, d, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.randn(width, dtype=torch.float64))
+    r = torch.nn.Parameter(0.1 * torch.randn(width, dtype=torch.float64))
+    V = torch.nn.Parameter(torch.zeros(d, d, dtype=torch.float64))
+    c = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
+    owner = torch.arange(width) % d  # output fed by each unit
+    A_mask = torch.nn.functional.one_hot(owner, d).to(torch.float64)
+    optimiser = torch.optim.Adam([W, b, r, V, c], lr=1e-2)
+
+    def objective():
+        pre = x @ W.T + b
+        s = torch.relu(pre) @ (r[:, None] * A_mask) + x @ V.T + c
+        trace = (pre > 0).to(torch.float64) @ (r * W[torch.arange(width), owner]) + torch.trace(V)
+        return (0.5 * (s**2).sum(1) + trace).mean() + 0.5 * alpha * ((W**2).sum() + (r**2).sum())
+
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = objective()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return float(objective())
+
+
+def test_adam_never_beats_the_convex_optimum():
+    X = bimodal(60, seed=5)
+    alpha = 0.08
+    model = ConvexScoreMatcher(alpha=alpha).fit(X)
+    best = min(_adam_sm(X, alpha, width=40, steps=1500, seed=s) for s in range(3))
+    assert best >= model.objective_ - 1e-6 * abs(model.objective_)
+
+    X2 = mixture_2d(60, seed=6)
+    alpha2 = 0.15
+    model2 = ConvexScoreMatcher(alpha=alpha2, n_patterns=200, random_state=0).fit(X2)
+    best2 = min(_adam_sm(X2, alpha2, width=40, steps=1500, seed=s) for s in range(2))
+    assert best2 >= model2.objective_ - 1e-6 * abs(model2.objective_)
+
+
+# --------------------------------------------------------------------------
+# Theory in d >= 2
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_gaussian_regime_in_several_dimensions(d):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(80, d)) @ rng.normal(size=(d, d)) + 5.0
+    mean, cov = X.mean(axis=0), np.cov(X.T, bias=True)
+    precision = np.linalg.inv(cov)
+    model = ConvexScoreMatcher(alpha=5.0, n_patterns=30, random_state=0).fit(X)
+    np.testing.assert_allclose(model.predict(X), -(X - mean) @ precision, rtol=1e-5, atol=1e-5 * np.abs(precision).max())
+    assert model.objective_ == pytest.approx(-0.5 * np.trace(precision), rel=1e-6)
+
+
+def test_objective_monotone_in_alpha_and_patterns_2d():
+    X = mixture_2d(70, seed=8)
+    values = [ConvexScoreMatcher(alpha=a, n_patterns=40, random_state=1).fit(X).objective_
+              for a in (0.1, 0.2, 0.4, 0.8)]
+    assert np.all(np.diff(values) >= -1e-7 * np.abs(values[:-1]))
+    # the same seed draws the first gates identically, so the pattern sets are nested
+    by_patterns = [ConvexScoreMatcher(alpha=0.1, n_patterns=p, random_state=1).fit(X).objective_
+                   for p in (10, 40, 160)]
+    assert np.all(np.diff(by_patterns) <= 1e-7 * np.abs(by_patterns[:-1]))
+
+
+def test_recovered_network_reproduces_objective_2d():
+    X = mixture_2d(60, seed=9)
+    for activation in ("relu", "abs"):
+        model = ConvexScoreMatcher(alpha=0.1, activation=activation, n_patterns=50, random_state=0).fit(X)
+        assert model.n_neurons_ > 0
+        assert model.networks_[0].sm_objective(X, 0.1) == pytest.approx(model.objective_, rel=1e-5)
+
+
+# --------------------------------------------------------------------------
+# Model selection
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_pipeline_and_grid_search_with_ill_posed_alphas(d):
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(60, d)) ** 3 + rng.normal(size=(60, d))
+    pipe = make_pipeline(StandardScaler(), ConvexScoreMatcher(n_patterns=20, random_state=0))
+    # 0.001 is below 1/n on every fold: those fits fail and score NaN
+    grid = {"convexscorematcher__alpha": [0.001, 0.3, 1.0]}
+    search = GridSearchCV(pipe, grid, cv=3)
+    with pytest.warns(Warning):
+        search.fit(X)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isnan(scores[0]) and np.all(np.isfinite(scores[1:]))
+    assert search.best_params_["convexscorematcher__alpha"] in (0.3, 1.0)
+    assert search.predict(X).shape == X.shape
+
+
+def test_grid_search_on_a_mixture_beats_the_gaussian_fit():
+    X_train, X_test = mixture_2d(150, seed=11), mixture_2d(2000, seed=12)
+    search = GridSearchCV(
+        ConvexScoreMatcher(n_patterns=60, random_state=0),
+        {"alpha": [0.005, 0.03, 0.06, 0.12, 0.25, 10.0]},
+        cv=3,
+    )
+    with pytest.warns(Warning):  # alpha = 0.005 is ill posed
+        search.fit(X_train)
+    best = search.best_estimator_
+    assert best.alpha > 2 / 100  # well posed on a fold of 100 points
+    mean, precision = X_train.mean(0), np.linalg.inv(np.cov(X_train.T, bias=True))
+    gaussian_score = -np.mean(0.5 * np.sum(((X_test - mean) @ precision) ** 2, 1) - np.trace(precision))
+    assert best.score(X_test) > gaussian_score + 0.1
+
+
+# --------------------------------------------------------------------------
+# Errors, persistence, reproducibility
+# --------------------------------------------------------------------------
+
+
+def test_ill_posed_alpha_names_the_bound():
+    X = bimodal(50)
+    with pytest.raises(ValueError, match=r"unbounded below.*alpha >= 0\.02"):
+        ConvexScoreMatcher(alpha=0.019).fit(X)
+    ConvexScoreMatcher(alpha=0.021).fit(X)
+    with pytest.raises(ValueError, match=r"alpha >= 0\.04"):
+        ConvexScoreMatcher(alpha=0.03, activation="abs").fit(X)
+
+
+def test_ill_posed_alpha_in_two_dimensions():
+    # six points in 2-D: alpha = 0.3 unbounded, 0.34 bounded (math notes 4.1)
+    X = np.array([[0.0, 0.0], [1.0, 0.2], [2.1, 1.0], [1.2, 2.2], [-0.3, 1.5], [0.8, 0.9]])
+    with pytest.raises(ValueError, match="unbounded below.*roughly d/n"):
+        ConvexScoreMatcher(alpha=0.3, n_patterns=2000, random_state=0).fit(X)
+    model = ConvexScoreMatcher(alpha=0.34, n_patterns=2000, random_state=0).fit(X)
+    assert np.isfinite(model.objective_)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_is_rejected(bad):
+    X = bimodal(20)
+    X[3, 0] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        ConvexScoreMatcher().fit(X)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError):
+        ConvexScoreMatcher().fit(np.empty((0, 2)))
+    with pytest.raises(ValueError, match="1 sample"):
+        ConvexScoreMatcher().fit(np.ones((1, 2)))
+    model = ConvexScoreMatcher(n_patterns=10, random_state=0).fit(mixture_2d(30))
+    with pytest.raises(ValueError, match="features"):
+        model.predict(np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("params", [{"alpha": 0.0}, {"alpha": -1.0}, {"activation": "tanh"},
+                                    {"n_patterns": 0}, {"solver": "sgd"}, {"tol": 0.0}])
+def test_invalid_parameters(params):
+    with pytest.raises(InvalidParameterError):
+        ConvexScoreMatcher(**params).fit(bimodal(20))
+
+
+def test_constant_data_is_rejected():
+    with pytest.raises(ValueError, match="zero variance"):
+        ConvexScoreMatcher().fit(np.full((10, 1), 2.0))
+
+
+def test_pickle_round_trip_and_numpy_only_state():
+    model = ConvexScoreMatcher(alpha=0.2, n_patterns=20, random_state=0).fit(mixture_2d(40))
+    clone = pickle.loads(pickle.dumps(model))
+    X = mixture_2d(10, seed=1)
+    np.testing.assert_array_equal(clone.predict(X), model.predict(X))
+    for name, value in vars(model).items():
+        assert not isinstance(value, torch.Tensor), name
+
+
+def test_reproducible_with_random_state():
+    X = mixture_2d(50, seed=13)
+    a = ConvexScoreMatcher(alpha=0.2, n_patterns=30, random_state=42).fit(X)
+    b = ConvexScoreMatcher(alpha=0.2, n_patterns=30, random_state=42).fit(X)
+    np.testing.assert_array_equal(a.hidden_weights_, b.hidden_weights_)
+    assert a.objective_ == b.objective_
+
+
+def test_float32_input_gives_the_float64_fit():
+    X = bimodal(70, seed=14)
+    a = ConvexScoreMatcher(alpha=0.1).fit(X.astype(np.float32))
+    b = ConvexScoreMatcher(alpha=0.1).fit(X.astype(np.float32).astype(np.float64))
+    assert a.objective_ == pytest.approx(b.objective_, rel=1e-10)
+    assert a.predict(X.astype(np.float32)).dtype == np.float64
