@@ -87,6 +87,8 @@ class _BaseConvexScore(BaseEstimator):
             }
             return network, solution.objective / standardization.scale**2, info
 
+        if program.objective == "sm" and program.skip_connection:
+            _check_full_rank(program.Z)
         try:
             solutions, backend = solve_arrangement(
                 program,
@@ -225,6 +227,25 @@ class _BaseConvexScore(BaseEstimator):
         tags.target_tags.required = False
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _check_full_rank(Z):
+    """Score matching with a skip connection needs a non-singular covariance.
+
+    Along a direction ``u`` with ``Z u = 0`` the skip weight ``V = -t e_k u^T``
+    changes no score value on the data but lowers the Jacobian trace by
+    ``t u_k``: the program is unbounded below whatever ``alpha``.
+    """
+    eigenvalues = np.linalg.eigvalsh(Z.T @ Z / Z.shape[0])
+    rank = int(np.sum(eigenvalues > 1e-10 * eigenvalues.max()))
+    if rank < Z.shape[1]:
+        raise ValueError(
+            f"The data lie in an affine subspace (covariance rank {rank} < {Z.shape[1]} "
+            "features): with skip_connection=True score matching is unbounded below whatever "
+            "alpha, because the linear skip term gains Jacobian trace along directions in which "
+            "the data do not vary. Remove redundant features (e.g. with PCA) or use "
+            "skip_connection=False."
+        )
 
 
 def _univariate_unbounded_message(program, bound, activation, skip_connection):

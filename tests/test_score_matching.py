@@ -75,7 +75,7 @@ def test_recovered_network_reproduces_objective_1d(activation, skip):
     s = module(x)
     (grad,) = torch.autograd.grad(s.sum(), x)
     decay = 0.5 * sum((p**2).sum() for n, p in module.named_parameters() if n in ("hidden.weight", "output.weight"))
-    value = float((0.5 * s**2 + grad).mean() + alpha * decay)
+    value = float(((0.5 * s**2 + grad).mean() + alpha * decay).detach())
     # autograd's relu'(0) = 0 differs from the limit convention only on
     # points that sit exactly on a kink, which the recovery avoids
     assert value == pytest.approx(model.objective_, rel=1e-5)
@@ -226,6 +226,13 @@ def test_ill_posed_alpha_in_two_dimensions():
         ConvexScoreMatcher(alpha=0.3, n_patterns=2000, random_state=0).fit(X)
     model = ConvexScoreMatcher(alpha=0.34, n_patterns=2000, random_state=0).fit(X)
     assert np.isfinite(model.objective_)
+
+
+def test_rank_deficient_data_with_skip_connection_is_rejected():
+    X = mixture_2d(40)
+    X = np.column_stack([X, X[:, 0] - 2 * X[:, 1]])  # a redundant feature
+    with pytest.raises(ValueError, match="affine subspace.*rank 2 < 3"):
+        ConvexScoreMatcher(n_patterns=10, random_state=0).fit(X)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
