@@ -262,12 +262,6 @@ def _nudge_into_cone(weights, gates, signs, features, nudge):
     return weights + step[:, None] * gates
 
 
-def _nonzero(values, rtol=1e-7, atol=1e-9):
-    """Entries that are not solver noise: above ``atol`` and ``rtol`` times the largest.
-
-    Interior-point solutions carry ~1e-10 residue on coefficients that are zero
-    at the optimum; programs are standardised, so an absolute cut is meaningful.
-    """
-    values = np.abs(values)
-    top = values.max(initial=0.0)
-    return values > max(atol, rtol * top)
+def _nonzero(values):
+    """Entries that are exactly non-zero (solvers zero their own noise)."""
+    return np.asarray(values) != 0

@@ -30,9 +30,14 @@ def solve_univariate(program, solver="auto", *, tol=1e-8, max_iter=None, solver_
         return solve_univariate_cvxpy(program, options, verbose), "cvxpy"
     if solver == "first_order":
         raise ValueError("solver='first_order' is for d >= 2; use 'auto', 'univariate' or 'cvxpy' for 1-D data.")
+    if options:
+        raise ValueError(
+            f"solver='univariate' takes no solver_options (got {sorted(options)}); use tol and "
+            "max_iter, or solver='cvxpy' with options for CVXPY."
+        )
     from ._univariate_solver import solve_univariate_exact
 
-    return solve_univariate_exact(program, tol=tol, max_iter=max_iter, verbose=verbose, **options), "univariate"
+    return solve_univariate_exact(program, tol=tol, max_iter=max_iter, verbose=verbose), "univariate"
 
 
 def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver_options=None,

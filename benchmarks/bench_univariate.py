@@ -1,0 +1,113 @@
+"""Benchmark of the exact univariate solver against CVXPY (dense and sparse).
+
+Prints a Markdown table: fit time (s) and objective (standardised units) of
+
+* ``exact``   -- :func:`skconvexscore._univariate_solver.solve_univariate_exact`;
+* ``dense``   -- :func:`solve_univariate_cvxpy` (n x n atom matrix, Clarabel), run
+  only up to ``--dense-max`` points;
+* ``sparse``  -- CVXPY + Clarabel on the best sparse formulation: values ``f`` and
+  gap slopes ``U`` with ``f_{k+1} - f_k = g_k U_k`` (trend filtering without
+  ``1/g``), penalty on ``diff(U)``; SM with ReLU and skip connection only, up to
+  ``--sparse-max`` points.
+
+Usage::
+
+    python benchmarks/bench_univariate.py            # n = 1e2 .. 1e6
+    python benchmarks/bench_univariate.py --quick    # n = 1e2 .. 1e4
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
+from skconvexscore._programs import UnivariateProgram, gaussian_regime_alpha, standardize
+from skconvexscore._univariate_solver import solve_univariate_exact
+
+
+def data(kind, n, rng):
+    if kind == "normal":
+        X = rng.standard_normal(n)
+    else:
+        X = np.concatenate([rng.normal(-2, 0.5, n // 2), rng.normal(2, 0.5, n - n // 2)])
+    Z, _ = standardize(X[:, None])
+    return np.sort(Z.ravel())
+
+
+def sparse_cvxpy(program):
+    """SM, ReLU with skip connection, in values and slopes (no dense matrix)."""
+    import cvxpy as cp
+
+    z, first, m = np.unique(program.x, return_index=True, return_counts=True)
+    n, N = program.n, z.size
+    g = np.diff(z)
+    f = cp.Variable(N)
+    U = cp.Variable(N - 1)
+    lam = program.alpha - m / (2.0 * n)
+    trace_c = (m[:-1] + m[1:]) / (2.0 * n)
+    trace_c[0] += m[0] / (2.0 * n)
+    trace_c[-1] += m[-1] / (2.0 * n)
+    objective = (0.5 * (m / n) @ cp.square(f) + trace_c @ U
+                 + lam[1:-1] @ cp.abs(U[1:] - U[:-1]))
+    problem = cp.Problem(cp.Minimize(objective), [f[1:] - f[:-1] == cp.multiply(g, U)])
+    problem.solve(solver=cp.CLARABEL)
+    return problem.value, problem.status
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="n up to 1e4 only")
+    parser.add_argument("--dense-max", type=int, default=2000)
+    parser.add_argument("--sparse-max", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    sizes = [100, 2000, 10_000] if args.quick else [100, 2000, 10_000, 100_000, 1_000_000]
+    rng = np.random.default_rng(args.seed)
+    print("| data | program | n (points) | exact s | exact objective | iters | dense s | dense objective "
+          "| sparse s | sparse objective (status) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for kind in ("normal", "bimodal"):
+        for n in sizes:
+            z = data(kind, n, rng)
+            programs = [
+                ("SM a=2/n", UnivariateProgram("sm", z, 2.0 / n)),
+                ("SM a=20/n", UnivariateProgram("sm", z, 20.0 / n)),
+                ("SM a=alpha_G", UnivariateProgram("sm", z, gaussian_regime_alpha(z))),
+            ]
+            # DSM with K = 10 noisy copies: N = n points in total
+            K, sigma = 10, 0.1
+            base = z[rng.integers(0, n, n // K)]
+            eps = rng.standard_normal(base.size * K)
+            noisy = np.repeat(base, K) + sigma * eps
+            order = np.argsort(noisy)
+            programs.append((f"DSM K={K} s={sigma} a=1e-3",
+                             UnivariateProgram("dsm", noisy[order], 1e-3, targets=(-eps / sigma)[order])))
+            for name, program in programs:
+                try:
+                    t_exact, sol = timed(lambda: solve_univariate_exact(program))
+                    row = [kind, name, str(program.n), f"{t_exact:.3f}", f"{sol.objective:.8g}",
+                           str(sol.n_iter)]
+                except Exception as exc:  # report, do not hide: an uncertified fit is a failure
+                    row = [kind, name, str(program.n), "failed", type(exc).__name__, "-"]
+                if program.n <= args.dense_max:
+                    t_dense, ref = timed(lambda: solve_univariate_cvxpy(program))
+                    row += [f"{t_dense:.3f}", f"{ref.objective:.8g}"]
+                else:
+                    row += ["-", "-"]
+                if program.objective == "sm" and program.n <= args.sparse_max:
+                    t_sparse, (value, status) = timed(lambda: sparse_cvxpy(program))
+                    row += [f"{t_sparse:.3f}", f"{value:.8g} ({status})"]
+                else:
+                    row += ["-", "-"]
+                print("| " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

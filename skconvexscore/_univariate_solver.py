@@ -1,0 +1,626 @@
+r"""Exact structured solver for the one-dimensional programs.
+
+The 1-D programs of :class:`~skconvexscore._programs.UnivariateProgram` are
+lasso problems over one atom per data point. Written in the *values*
+``f_i = s(z_i)`` at the distinct points and the *slopes* ``U_k`` of the score
+on the gaps ``(z_k, z_{k+1})``, every variant is a quadratic program whose
+constraints only link neighbouring points (math notes, sections 3.1 to 3.3):
+
+.. math::
+
+    \min\ \frac1n \sum_i m_i \Big(\tfrac12 f_i^2 - \bar y_i f_i\Big)
+          + \frac{\tau}{n} \sum_i m_i \frac{U_{i-1} + U_i}{2}
+          + \sum_i \lambda_i |U_i - U_{i-1}|
+    \quad\text{s.t.}\quad f_{k+1} - f_k = g_k U_k ,
+
+with ``m_i`` the multiplicity of the distinct point ``z_i``, ``g_k`` the gaps,
+``tau = 1`` for score matching (the midpoint-convention Jacobian trace) and
+``0`` for DSM (``ybar_i`` the mean target of the tied points). Tied points are
+merged exactly: a kink on a value shared by ``m`` points costs
+``alpha - m / (2 n)`` per unit slope change (the best of the tied atoms'
+linear terms), which is also where the well-posedness bound comes from.
+Without skip connection the score is split into its forward part ``F``
+(forward atoms, zero left of the data) and reversed part ``R`` (zero right of
+the data), each with its own slope chain; the absolute value ties their kinks.
+
+No ``1/g_k`` ever appears: the difference constraints are kept, with their
+multipliers, so near-duplicate points are harmless. The program is solved by a
+Mehrotra predictor-corrector primal-dual interior point method; each Newton
+system is reduced (values and l1 multipliers eliminated, both diagonal) to a
+banded system in the slopes and the chain multipliers, factorised once per
+iteration by banded LU with partial pivoting (LAPACK ``gbtrf``), i.e.
+``O(n)`` time and memory per iteration and no ``n x n`` matrix.
+
+Certificate. The method stops when the *relative KKT residual*
+
+.. math::
+
+    \max\Big(\frac{\|r_{\rm primal}\|_\infty}{1 + \|x\|_\infty},\
+             \frac{\|r_{\rm dual}\|_\infty}{\|c\|_\infty + \max\lambda},\
+             \frac{a^\top z_a + b^\top z_b}{1 + |P|}\Big) \le \mathrm{tol}
+
+(primal and dual feasibility, and the complementarity gap -- the duality gap
+of the QP at a feasible primal-dual pair -- relative to the objective). The
+reported ``duality_gap`` is the complementarity gap plus the change of
+objective caused by rounding inactive kinks to exact zeros, both relative to
+``1 + |P|``.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from ._programs import SolverError, UnboundedProgramError
+from ._solution import UnivariateSolution
+
+__all__ = ["solve_univariate_exact"]
+
+_INIT = 1e6
+
+
+# --------------------------------------------------------------------------
+# Building the banded QP
+# --------------------------------------------------------------------------
+
+
+class _QP:
+    r"""``min 1/2 sum h x^2 + c.x + sum_l lam_l |(M x)_l|  s.t.  E x = e``.
+
+    ``x_key`` and ``e_key`` place every variable and equality row along the
+    data axis; sorting by them makes the reduced Newton matrix banded.
+    """
+
+    def __init__(self, n_var):
+        self.n_var = n_var
+        self.h = np.zeros(n_var)
+        self.c = np.zeros(n_var)
+        self.x_key = np.zeros(n_var)
+        self._e_rows, self._e_cols, self._e_vals, self._e_keys = [], [], [], []
+        self._m_rows, self._m_cols, self._m_vals, self._lam = [], [], [], []
+        self.n_eq = 0
+        self.n_l1 = 0
+
+    def add_equalities(self, cols_vals, keys):
+        """Rows ``sum_t vals_t x[cols_t] = 0``; ``cols_vals`` a list of (cols, vals) arrays."""
+        rows = self.n_eq + np.arange(keys.shape[0])
+        for cols, vals in cols_vals:
+            self._e_rows.append(rows)
+            self._e_cols.append(np.asarray(cols))
+            self._e_vals.append(np.broadcast_to(np.asarray(vals, dtype=np.float64), rows.shape))
+        self._e_keys.append(np.asarray(keys, dtype=np.float64))
+        self.n_eq += keys.shape[0]
+
+    def add_l1(self, cols_vals, lam):
+        """Terms ``lam_l |sum_t vals_t x[cols_t]|``; rows with ``lam == 0`` are unpenalised."""
+        lam = np.asarray(lam, dtype=np.float64)
+        keep = lam > 0
+        idx = np.flatnonzero(keep)
+        rows = self.n_l1 + np.arange(idx.shape[0])
+        for cols, vals in cols_vals:
+            vals = np.broadcast_to(np.asarray(vals, dtype=np.float64), lam.shape)
+            self._m_rows.append(rows)
+            self._m_cols.append(np.asarray(cols)[idx])
+            self._m_vals.append(vals[idx])
+        self._lam.append(lam[idx])
+        self.n_l1 += idx.shape[0]
+        # position of the kept rows in the caller's numbering
+        return idx
+
+    def finalize(self):
+        def build(rows, cols, vals, n_rows):
+            if not rows:
+                return sp.csr_matrix((n_rows, self.n_var))
+            vals, rows, cols = np.concatenate(vals), np.concatenate(rows), np.concatenate(cols)
+            # placeholders for absent neighbours carry a zero and a dummy column
+            keep = vals != 0.0
+            return sp.csr_matrix(
+                (vals[keep], (rows[keep], cols[keep])), shape=(n_rows, self.n_var)
+            )
+
+        self.E = build(self._e_rows, self._e_cols, self._e_vals, self.n_eq)
+        self.e = np.zeros(self.n_eq)
+        self.e_key = np.concatenate(self._e_keys) if self._e_keys else np.zeros(0)
+        self.M = build(self._m_rows, self._m_cols, self._m_vals, self.n_l1)
+        self.lam = np.concatenate(self._lam) if self._lam else np.zeros(0)
+        return self
+
+
+def _group_points(program):
+    """Distinct points, multiplicities, mean targets and first/last sorted index."""
+    x = program.x
+    z, first, counts = np.unique(x, return_index=True, return_counts=True)
+    last = first + counts - 1
+    if program.objective == "dsm":
+        ybar = np.add.reduceat(program.targets, first) / counts
+    else:
+        ybar = np.zeros(z.shape[0])
+    return z, counts.astype(np.float64), ybar, first, last
+
+
+def _trace_coefficients(m, n, tau):
+    """Coefficient of each gap slope and of the two outer slopes in the trace term.
+
+    ``tau/n sum_i m_i (U_{i-1} + U_i)/2``: gap ``k`` (between points k, k+1)
+    gets ``tau (m_k + m_{k+1}) / (2n)``, the outer slopes ``tau m_1/(2n)`` and
+    ``tau m_N/(2n)``.
+    """
+    gaps = tau * (m[:-1] + m[1:]) / (2.0 * n)
+    return gaps, tau * m[0] / (2.0 * n), tau * m[-1] / (2.0 * n)
+
+
+def _build_skip(z, m, ybar, n, tau, lam_kink):
+    """Skip connection: variables ``f_1..f_N`` then ``U_1..U_{N-1}``.
+
+    The outer slopes equal the neighbouring gap slopes at the optimum (a kink
+    on an extreme point only gains trace when ``alpha`` is below the bound),
+    so they are not variables.
+    """
+    N = z.shape[0]
+    g = np.diff(z)
+    qp = _QP(N + (N - 1))
+    f = np.arange(N)
+    U = N + np.arange(N - 1)
+    qp.h[f] = m / n
+    qp.c[f] = -m * ybar / n
+    gap_c, left_c, right_c = _trace_coefficients(m, n, tau)
+    qp.c[U] = gap_c
+    qp.c[U[0]] += left_c
+    qp.c[U[-1]] += right_c
+    qp.x_key[f] = np.arange(N)
+    qp.x_key[U] = np.arange(N - 1) + 0.5
+    k = np.arange(N - 1)
+    qp.add_equalities([(f[k + 1], 1.0), (f[k], -1.0), (U[k], -g)], k + 0.5)
+    i = np.arange(1, N - 1)  # interior kinks: delta_i = U_i - U_{i-1}
+    kept = qp.add_l1([(U[i], 1.0), (U[i - 1], -1.0)], lam_kink[i])
+    return qp.finalize(), {"f": f, "U": U, "kink_points": i, "kept": kept}
+
+
+def _build_noskip(z, m, ybar, n, tau, lam_fwd, lam_rev, tied):
+    r"""No skip connection: ``s = F + R``.
+
+    ``F`` (forward atoms) vanishes left of the data, ``R`` (reversed atoms)
+    right of it. Variables: values ``f, F_2..F_N, R_1..R_{N-1}``, slopes
+    ``P_1..P_{N-1}`` of ``F`` and ``Q_1..Q_{N-1}`` of ``R`` on the gaps, and for
+    the absolute value (``tied``: reversed kinks equal forward kinks) the outer
+    slopes ``P_N`` and ``Q_0``. Without ``tied`` the forward atom on the last
+    point and the reversed atom on the first have zero columns; they are zero
+    at the optimum when the program is bounded, so ``P_N = P_{N-1}`` and
+    ``Q_0 = Q_1``.
+    """
+    N = z.shape[0]
+    g = np.diff(z)
+    n_var = N + (N - 1) + (N - 1) + (N - 1) + (N - 1) + (2 if tied else 0)
+    qp = _QP(n_var)
+    f = np.arange(N)
+    F = N + np.arange(N - 1)  # F_2..F_N   (F[j] is F_{j+2})
+    R = F[-1] + 1 + np.arange(N - 1)  # R_1..R_{N-1}
+    P = R[-1] + 1 + np.arange(N - 1)  # P_1..P_{N-1}
+    Q = P[-1] + 1 + np.arange(N - 1)  # Q_1..Q_{N-1}
+    qp.h[f] = m / n
+    qp.c[f] = -m * ybar / n
+    gap_c, left_c, right_c = _trace_coefficients(m, n, tau)
+    qp.c[P] = gap_c
+    qp.c[Q] = gap_c
+    k = np.arange(N - 1)
+    qp.x_key[f] = np.arange(N)
+    qp.x_key[F] = np.arange(1, N)
+    qp.x_key[R] = np.arange(N - 1)
+    qp.x_key[P] = k + 0.5
+    qp.x_key[Q] = k + 0.5
+    if tied:
+        PN, Q0 = Q[-1] + 1, Q[-1] + 2
+        qp.c[PN] = right_c
+        qp.c[Q0] = left_c
+        qp.x_key[PN] = N - 1
+        qp.x_key[Q0] = 0
+    else:
+        qp.c[P[-1]] += right_c
+        qp.c[Q[0]] += left_c
+    # f_i = F_i + R_i (F_1 = 0, R_N = 0)
+    i = np.arange(N)
+    has_F, has_R = i >= 1, i <= N - 2
+    cols_vals = [(f, 1.0)]
+    Fi = np.where(has_F, F[np.maximum(i - 1, 0)], 0)
+    Ri = np.where(has_R, R[np.minimum(i, N - 2)], 0)
+    cols_vals.append((Fi, np.where(has_F, -1.0, 0.0)))
+    cols_vals.append((Ri, np.where(has_R, -1.0, 0.0)))
+    qp.add_equalities(cols_vals, i.astype(np.float64))
+    # F_{k+1} - F_k - g_k P_k = 0, R_{k+1} - R_k - g_k Q_k = 0 (k = 1..N-1)
+    Fk = np.where(k >= 1, F[np.maximum(k - 1, 0)], 0)
+    qp.add_equalities(
+        [(F[k], 1.0), (Fk, np.where(k >= 1, -1.0, 0.0)), (P[k], -g)], k + 0.5
+    )
+    Rk1 = np.where(k + 1 <= N - 2, R[np.minimum(k + 1, N - 2)], 0)
+    qp.add_equalities(
+        [(Rk1, np.where(k + 1 <= N - 2, 1.0, 0.0)), (R[k], -1.0), (Q[k], -g)], k + 0.5
+    )
+    info = {"f": f, "P": P, "Q": Q, "tied": tied}
+    if tied:
+        # forward kink u_i = P_i - P_{i-1} (P_0 = 0, P_N variable), i = 1..N
+        Pfull = np.concatenate([[-1], P, [PN]])  # index i -> P_i, P_0 absent
+        Qfull = np.concatenate([[Q0], Q, [-1]])  # Q_N absent
+        ii = np.arange(1, N + 1)
+        prev_ok = ii - 1 >= 1
+        kept = qp.add_l1(
+            [(Pfull[ii], 1.0), (np.where(prev_ok, Pfull[ii - 1], 0), np.where(prev_ok, -1.0, 0.0))],
+            lam_fwd,
+        )
+        # reversed kinks equal forward kinks: (Q_i - Q_{i-1}) - (P_i - P_{i-1}) = 0
+        q_ok = ii <= N - 1
+        qp.add_equalities(
+            [
+                (np.where(q_ok, Qfull[np.minimum(ii, N - 1)], 0), np.where(q_ok, 1.0, 0.0)),
+                (Qfull[ii - 1], -1.0),
+                (Pfull[ii], -1.0),
+                (np.where(prev_ok, Pfull[ii - 1], 0), np.where(prev_ok, 1.0, 0.0)),
+            ],
+            ii - 1.0,
+        )
+        info.update(PN=PN, Q0=Q0, kept_fwd=kept)
+    else:
+        # forward kinks u_i, i = 1..N-1 (u_N = 0): P_1, P_i - P_{i-1}
+        ii = np.arange(N - 1)
+        prev_ok = ii >= 1
+        kept_f = qp.add_l1(
+            [(P[ii], 1.0), (np.where(prev_ok, P[np.maximum(ii - 1, 0)], 0), np.where(prev_ok, -1.0, 0.0))],
+            lam_fwd[: N - 1],
+        )
+        # reversed kinks w_i, i = 2..N (w_1 = 0): Q_i - Q_{i-1}, Q_N = 0
+        jj = np.arange(1, N)  # 0-based point index
+        nxt_ok = jj <= N - 2
+        kept_r = qp.add_l1(
+            [(np.where(nxt_ok, Q[np.minimum(jj, N - 2)], 0), np.where(nxt_ok, 1.0, 0.0)), (Q[jj - 1], -1.0)],
+            lam_rev[1:],
+        )
+        info.update(kept_fwd=kept_f, kept_rev=kept_r)
+    return qp.finalize(), info
+
+
+# --------------------------------------------------------------------------
+# Interior point method on the banded QP
+# --------------------------------------------------------------------------
+
+
+class _BandedKKT:
+    """Reduced Newton matrix ``[[H_q + M_q^T W M_q, E_q^T], [E_q, -T]]`` in banded form.
+
+    ``p`` variables (positive curvature, no l1 term) and the l1 multipliers are
+    eliminated (both blocks are diagonal); ``T = E_p H_p^{-1} E_p^T`` is fixed.
+    """
+
+    def __init__(self, qp):
+        self.qp = qp
+        M = qp.M.tocsc()
+        in_l1 = np.diff(M.indptr) > 0
+        self.p = np.flatnonzero((qp.h > 0) & ~in_l1)
+        self.q = np.flatnonzero(~((qp.h > 0) & ~in_l1))
+        nq, ne = self.q.shape[0], qp.n_eq
+        size = nq + ne
+        keys = np.concatenate([qp.x_key[self.q], qp.e_key])
+        kinds = np.concatenate([np.zeros(nq), np.ones(ne)])
+        order = np.lexsort((kinds, keys))
+        position = np.empty(size, dtype=np.int64)
+        position[order] = np.arange(size)
+        self.pos_q, self.pos_e = position[:nq], position[nq:]
+        self.size = size
+        Eq = qp.E[:, self.q].tocoo()
+        Ep = qp.E[:, self.p].tocsr()
+        self.Ep = Ep
+        self.Eq = qp.E[:, self.q].tocsr()
+        self.Mq = qp.M[:, self.q].tocsr()
+        T = (Ep @ sp.diags(1.0 / qp.h[self.p]) @ Ep.T).tocoo()
+        # fixed entries: E_q and E_q^T, -T, H_q
+        rows = [self.pos_e[Eq.row], self.pos_q[Eq.col], self.pos_e[T.row], self.pos_q]
+        cols = [self.pos_q[Eq.col], self.pos_e[Eq.row], self.pos_e[T.col], self.pos_q]
+        vals = [Eq.data, Eq.data, -T.data, qp.h[self.q]]
+        # variable entries: M_q^T diag(w) M_q, one (l, i, j) triple per product term
+        Mc = self.Mq.tocoo()
+        by_row = sp.csr_matrix((Mc.data, (Mc.row, Mc.col)), shape=self.Mq.shape)
+        lr, li, lj, lv = [], [], [], []
+        counts = np.diff(by_row.indptr)
+        for a in range(counts.max(initial=0)):
+            for b in range(counts.max(initial=0)):
+                has = counts > max(a, b)
+                r = np.flatnonzero(has)
+                ia = by_row.indptr[r] + a
+                ib = by_row.indptr[r] + b
+                lr.append(r)
+                li.append(self.pos_q[by_row.indices[ia]])
+                lj.append(self.pos_q[by_row.indices[ib]])
+                lv.append(by_row.data[ia] * by_row.data[ib])
+        self.l_row = np.concatenate(lr) if lr else np.zeros(0, dtype=np.int64)
+        self.l_i = np.concatenate(li) if li else np.zeros(0, dtype=np.int64)
+        self.l_j = np.concatenate(lj) if lj else np.zeros(0, dtype=np.int64)
+        self.l_v = np.concatenate(lv) if lv else np.zeros(0)
+        fr, fc = np.concatenate(rows), np.concatenate(cols)
+        all_r = np.concatenate([fr, self.l_i])
+        all_c = np.concatenate([fc, self.l_j])
+        diff = all_r - all_c
+        self.kl = int(max(diff.max(initial=0), 0))
+        self.ku = int(max(-diff.min(initial=0), 0))
+        self.ldab = 2 * self.kl + self.ku + 1
+        band = self.kl + self.ku
+        self.fixed_flat = (band + fr - fc) + self.ldab * fc
+        self.fixed_vals = np.concatenate(vals)
+        self.var_flat = (band + self.l_i - self.l_j) + self.ldab * self.l_j
+
+    def factorize(self, w):
+        flat = np.concatenate([self.fixed_flat, self.var_flat])
+        vals = np.concatenate([self.fixed_vals, self.l_v * w[self.l_row]])
+        ab = np.bincount(flat, weights=vals, minlength=self.ldab * self.size)
+        ab = ab.reshape((self.ldab, self.size), order="F")
+        lu, piv, info = lapack.dgbtrf(ab, self.kl, self.ku, overwrite_ab=1)
+        if info != 0:
+            raise SolverError(f"the Newton system is singular (LAPACK gbtrf info={info}).")
+        self._lu, self._piv, self._w = lu, piv, w
+
+    def solve(self, rho_x, rho_e, rho_m):
+        """Newton step ``(dx, dy_tilde, dnu_tilde)`` for right-hand sides ``rho``."""
+        qp, w = self.qp, self._w
+        rx = rho_x + qp.M.T @ (w * rho_m)
+        hp = qp.h[self.p]
+        rhs = np.empty(self.size)
+        rhs[self.pos_q] = rx[self.q]
+        rhs[self.pos_e] = rho_e - self.Ep @ (rx[self.p] / hp)
+        sol, info = lapack.dgbtrs(self._lu, self.kl, self.ku, rhs, self._piv)
+        if info != 0:
+            raise SolverError(f"banded solve failed (LAPACK gbtrs info={info}).")
+        dx = np.empty(qp.n_var)
+        dx[self.q] = sol[self.pos_q]
+        dy = sol[self.pos_e]
+        dx[self.p] = (rx[self.p] - self.Ep.T @ dy) / hp
+        dnu = w * (qp.M @ dx - rho_m)
+        return dx, dy, dnu
+
+
+def _max_step(v, dv):
+    neg = dv < 0
+    if not np.any(neg):
+        return 1.0
+    return float(min(1.0, np.min(-v[neg] / dv[neg])))
+
+
+def _interior_point(qp, tol, max_iter, verbose):
+    """Mehrotra predictor-corrector on the QP; returns the primal-dual point."""
+    kkt = _BandedKKT(qp)
+    lam, h, c, E, M = qp.lam, qp.h, qp.c, qp.E, qp.M
+    nl = lam.shape[0]
+    x = np.zeros(qp.n_var)
+    y = np.zeros(qp.n_eq)
+    nu = np.zeros(nl)
+    a = np.full(nl, _INIT)
+    b = np.full(nl, _INIT)
+    za = lam.copy()
+    zb = lam.copy()
+    c_scale = float(np.max(np.abs(c), initial=0.0)) + float(np.max(lam, initial=0.0)) + 1e-300
+    history = []
+    for it in range(1, max_iter + 1):
+        r_x = h * x + c - E.T @ y - M.T @ nu
+        r_e = E @ x - qp.e
+        s = a - b
+        Mx = M @ x
+        r_m = Mx - s
+        r_a = lam + nu - za
+        r_b = lam - nu - zb
+        comp = float(a @ za + b @ zb)
+        primal = 0.5 * float(h @ (x * x)) + float(c @ x) + float(lam @ np.abs(Mx))
+        x_scale = 1.0 + float(np.max(np.abs(x), initial=0.0))
+        res_primal = max(float(np.max(np.abs(r_e), initial=0.0)),
+                         float(np.max(np.abs(r_m), initial=0.0))) / x_scale
+        res_dual = max(float(np.max(np.abs(r_x), initial=0.0)),
+                       float(np.max(np.abs(r_a), initial=0.0)),
+                       float(np.max(np.abs(r_b), initial=0.0))) / c_scale
+        res_gap = comp / (1.0 + abs(primal))
+        history.append((res_primal, res_dual, res_gap))
+        if verbose:
+            print(f"ipm {it:3d}  P={primal: .10e}  primal={res_primal:.2e}  "
+                  f"dual={res_dual:.2e}  gap={res_gap:.2e}")
+        if max(res_primal, res_dual, res_gap) <= tol:
+            return x, y, nu, it, res_gap, max(res_primal, res_dual), history
+        if nl == 0:
+            comp_mu = 0.0
+        else:
+            comp_mu = comp / (2 * nl)
+        S = a / za + b / zb
+        w = 1.0 / S
+        kkt.factorize(w)
+
+        def direction(r_ca, r_cb):
+            kappa = (r_ca - a * r_a) / za - (r_cb - b * r_b) / zb
+            dx, dyt, dnut = kkt.solve(-r_x, -r_e, -r_m + kappa)
+            dnu = -dnut
+            dza = dnu + r_a
+            dzb = r_b - dnu
+            da = (r_ca - a * dza) / za
+            db = (r_cb - b * dzb) / zb
+            return dx, -dyt, dnu, da, db, dza, dzb
+
+        # predictor (affine scaling)
+        aff = direction(-a * za, -b * zb)
+        _, _, _, da, db, dza, dzb = aff
+        step = min(_max_step(a, da), _max_step(b, db), _max_step(za, dza), _max_step(zb, dzb))
+        mu_aff = float((a + step * da) @ (za + step * dza) + (b + step * db) @ (zb + step * dzb))
+        sigma = (mu_aff / comp) ** 3 if comp > 0 else 0.0
+        # corrector
+        dx, dy, dnu, da, db, dza, dzb = direction(
+            sigma * comp_mu - a * za - aff[3] * aff[5], sigma * comp_mu - b * zb - aff[4] * aff[6]
+        )
+        step = min(_max_step(a, da), _max_step(b, db), _max_step(za, dza), _max_step(zb, dzb))
+        step = min(1.0, 0.995 * step)
+        x += step * dx
+        y += step * dy
+        nu += step * dnu
+        a += step * da
+        b += step * db
+        za += step * dza
+        zb += step * dzb
+    last = history[-1]
+    raise SolverError(
+        f"the univariate interior point method did not reach tol={tol:g} in {max_iter} "
+        f"iterations (relative primal residual {last[0]:.2e}, dual residual {last[1]:.2e}, "
+        f"gap {last[2]:.2e}); the point is not certified. Increase max_iter or tol."
+    )
+
+
+# --------------------------------------------------------------------------
+# From the QP back to the atoms of the program
+# --------------------------------------------------------------------------
+
+
+def _place(coef, groups_first, groups_last, group_index, values, offset=0):
+    """Put a merged kink coefficient on the tied atom with the best linear term.
+
+    Linear terms decrease along a tie group, so a positive coefficient goes on
+    the group's last atom and a negative one on its first (math notes 3.1).
+    """
+    target = np.where(values > 0, groups_last[group_index], groups_first[group_index])
+    coef[offset + target] = values
+
+
+def _inactive(n_kinks, kept, nu, lam, offset=0):
+    """Kinks whose l1 multiplier is strictly inside ``(-lam, lam)``: zero at the optimum.
+
+    ``kept`` maps the QP's l1 rows (``offset`` onwards) to kink numbers; kinks
+    without a row (zero weight) are never rounded.
+    """
+    mask = np.zeros(n_kinks, dtype=bool)
+    rows = offset + np.arange(kept.shape[0])
+    mask[kept] = np.abs(nu[rows]) < (1.0 - 1e-6) * lam[rows]
+    return mask
+
+
+def _best_line(program, coef):
+    """Optimal skip connection ``(v, c)`` for fixed atoms (closed form)."""
+    x = program.x
+    g = program.evaluate(coef, 0.0, 0.0)
+    n = program.n
+    G = np.array([[x @ x, x.sum()], [x.sum(), float(n)]])
+    if program.objective == "dsm":
+        rhs = np.array([x @ (program.targets - g), (program.targets - g).sum()])
+    else:
+        rhs = np.array([-(x @ g) - n, -g.sum()])
+    v, c = np.linalg.solve(G, rhs)
+    return float(v), float(c)
+
+
+def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
+    r"""Solve a 1-D program exactly, in ``O(n)`` memory and ``O(n)`` per iteration.
+
+    Parameters
+    ----------
+    program : UnivariateProgram
+    tol : float, default=1e-8
+        Bound on the relative KKT residual (see module docstring) at which the
+        solution counts as certified.
+    max_iter : int or None
+        Interior point iterations (default 200).
+    verbose : bool
+
+    Returns
+    -------
+    UnivariateSolution
+        ``status="optimal"``, ``duality_gap`` the certified relative gap.
+
+    Raises
+    ------
+    UnboundedProgramError
+        Score matching with ``alpha`` below ``program.well_posedness_bound()``.
+    SolverError
+        If the solution cannot be certified within ``max_iter`` iterations.
+    """
+    if max_iter is None:
+        max_iter = 200
+    n = program.n
+    alpha = float(program.alpha)
+    sm = program.objective == "sm"
+    if sm:
+        bound = program.well_posedness_bound()
+        if not alpha >= bound:
+            raise UnboundedProgramError(
+                f"the score-matching program is unbounded below for alpha={alpha:.6g}: a hidden "
+                f"unit kinked just inside an extreme (or tied) data value gains Jacobian trace "
+                f"without changing the fit, so weight decay below alpha={bound:.6g} cannot pay "
+                f"for it. Use alpha >= {bound:.6g}."
+            )
+    z, m, ybar, first, last = _group_points(program)
+    N = z.shape[0]
+    tau = 1.0 if sm else 0.0
+    if N < 2:
+        raise SolverError("a 1-D program needs at least two distinct points.")
+    relu = program.activation == "relu"
+    # per-merged-atom l1 weights (math notes 3.1, 3.2 and the tie analysis)
+    if sm:
+        lam_relu = alpha - m / (2.0 * n)
+        lam_abs = alpha - m / n
+    else:
+        lam_relu = np.full(N, alpha)
+        lam_abs = np.full(N, alpha)
+    lam_relu = np.maximum(lam_relu, 0.0)
+    lam_abs = np.maximum(lam_abs, 0.0)
+    if program.skip_connection:
+        # abs with skip = relu with skip at alpha/2, kink delta = 2 u
+        lam_kink = lam_relu if relu else lam_abs / 2.0
+        qp, info = _build_skip(z, m, ybar, n, tau, lam_kink)
+        x, y, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose)
+        U = x[info["U"]]
+        delta = np.zeros(N)
+        delta[1:-1] = np.diff(U)
+        zero = np.zeros(N, dtype=bool)
+        zero[1:-1] = _inactive(N - 2, info["kept"], nu, qp.lam)
+        placements = [(delta if relu else delta / 2.0, zero, np.arange(N), 0)]
+    else:
+        tied = not relu
+        lam = lam_abs if tied else lam_relu
+        qp, info = _build_noskip(z, m, ybar, n, tau, lam, lam, tied)
+        x, y, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose)
+        P = x[info["P"]]
+        Q = x[info["Q"]]
+        if tied:
+            Pfull = np.concatenate([[0.0], P, [x[info["PN"]]]])
+            u = np.diff(Pfull)
+            zero = _inactive(N, info["kept_fwd"], nu, qp.lam)
+            placements = [(u, zero, np.arange(N), 0)]
+        else:
+            u = np.diff(np.concatenate([[0.0], P]))  # u_1..u_{N-1}
+            w = np.diff(np.concatenate([Q, [0.0]]))  # w_2..w_N
+            zero_u = _inactive(N - 1, info["kept_fwd"], nu, qp.lam)
+            zero_w = _inactive(N - 1, info["kept_rev"], nu, qp.lam, offset=info["kept_fwd"].shape[0])
+            placements = [(u, zero_u, np.arange(N - 1), 0), (w, zero_w, np.arange(1, N), n)]
+    qp_value = 0.5 * float(qp.h @ (x * x)) + float(qp.c @ x) + float(qp.lam @ np.abs(qp.M @ x))
+    if program.objective == "dsm":
+        # the QP drops the constant 1/(2n) sum y^2
+        qp_value += 0.5 * float(np.mean(program.targets**2))
+    # exact zeros where the multiplier proves the kink inactive; kept only if
+    # the objective does not suffer (it cannot, up to interior-point residue)
+    candidates = []
+    for rounded in (True, False):
+        coef = np.zeros(program.n_atoms)
+        for values, zero, groups, offset in placements:
+            _place(coef, first, last, groups, np.where(zero, 0.0, values) if rounded else values,
+                   offset=offset)
+        if program.skip_connection:
+            slope, intercept = _best_line(program, coef)
+        else:
+            slope, intercept = 0.0, 0.0
+        objective = program.objective_value(coef, slope, intercept)
+        rounding = max(objective - qp_value, 0.0) / (1.0 + abs(objective))
+        candidates.append((rounding, coef, slope, intercept, objective))
+        if rounding <= tol:
+            break
+    rounding, coef, slope, intercept, objective = min(candidates, key=lambda t: t[0])
+    certified = gap + rounding
+    if not (certified <= 10 * tol and np.isfinite(objective)):
+        raise SolverError(
+            f"the univariate solver could not certify its solution: relative gap {gap:.2e}, "
+            f"rounding loss {rounding:.2e} (tol={tol:g})."
+        )
+    return UnivariateSolution(
+        coef=coef,
+        slope=slope,
+        intercept=intercept,
+        objective=objective,
+        status="optimal",
+        n_iter=n_iter,
+        duality_gap=certified,
+        info={"kkt_residual": res, "n_distinct": N, "bandwidth": None},
+    )

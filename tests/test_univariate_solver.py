@@ -1,0 +1,179 @@
+"""The exact 1-D solver against the dense CVXPY reference and the maths' predictions."""
+
+import numpy as np
+import pytest
+
+from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
+from skconvexscore._network import recover_univariate
+from skconvexscore._programs import (
+    UnboundedProgramError,
+    UnivariateProgram,
+    gaussian_regime_alpha,
+    standardize,
+)
+from skconvexscore._univariate_solver import solve_univariate_exact
+
+VARIANTS = [(a, s) for a in ("relu", "abs") for s in (True, False)]
+
+
+def _standardised(X):
+    Z, st = standardize(np.asarray(X, dtype=np.float64)[:, None])
+    return np.sort(Z.ravel()), st
+
+
+def _sm_program(z, factor, activation, skip):
+    bound = UnivariateProgram("sm", z, 1.0, activation, skip).well_posedness_bound()
+    return UnivariateProgram("sm", z, factor * bound, activation, skip)
+
+
+def _dsm_program(z, alpha, activation, skip, rng, K=3, sigma=0.3):
+    x = np.repeat(z, K)
+    eps = rng.standard_normal(x.size)
+    noisy = x + sigma * eps
+    order = np.argsort(noisy)
+    return UnivariateProgram("dsm", noisy[order], alpha, activation, skip, targets=(-eps / sigma)[order])
+
+
+def _agree(program, tol=1e-6, reference_reliable=True):
+    """Same optimum as the dense reference.
+
+    Near the bound with hundreds of points the optimum reaches |u| ~ 1e4 and
+    Clarabel stops early while reporting "optimal"; there the exact solver's
+    (feasible, evaluated) objective must be no worse than the reference's.
+    """
+    fast = solve_univariate_exact(program)
+    ref = solve_univariate_cvxpy(program)
+    assert fast.status == "optimal"
+    assert fast.duality_gap <= 1e-7
+    rel = (fast.objective - ref.objective) / max(1.0, abs(ref.objective))
+    if reference_reliable:
+        assert abs(rel) <= tol, (fast.objective, ref.objective)
+    else:
+        assert rel <= tol, (fast.objective, ref.objective)
+    # the returned objective is the program's value at the returned point
+    assert fast.objective == pytest.approx(
+        program.objective_value(fast.coef, fast.slope, fast.intercept), rel=1e-12, abs=1e-12
+    )
+    return fast, ref
+
+
+@pytest.mark.parametrize("activation,skip", VARIANTS)
+@pytest.mark.parametrize("factor", [1.05, 2.0, 10.0])
+def test_sm_matches_cvxpy(activation, skip, factor):
+    rng = np.random.default_rng(1)
+    z, _ = _standardised(rng.standard_normal(40))
+    _agree(_sm_program(z, factor, activation, skip))
+
+
+@pytest.mark.parametrize("activation,skip", VARIANTS)
+@pytest.mark.parametrize("alpha", [1e-3, 1e-2, 1e-1])
+def test_dsm_matches_cvxpy(activation, skip, alpha):
+    rng = np.random.default_rng(2)
+    z, _ = _standardised(rng.standard_normal(30))
+    _agree(_dsm_program(z, alpha, activation, skip, rng))
+
+
+def test_bimodal_many_kinks_matches_cvxpy():
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(-2, 0.5, 100), rng.normal(2, 0.5, 100)])
+    z, _ = _standardised(X)
+    fast, _ = _agree(_sm_program(z, 1.5, "relu", True), reference_reliable=False)
+    assert np.count_nonzero(fast.coef) > 5
+    _agree(_sm_program(z, 20.0, "relu", True))
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_gaussian_regime(activation):
+    """Above alpha_G (relu) the optimum is u = 0 with value -1/2 (standardised)."""
+    rng = np.random.default_rng(4)
+    z, _ = _standardised(rng.standard_normal(200))
+    alpha = gaussian_regime_alpha(z) * 1.01
+    if activation == "abs":
+        alpha *= 2  # abs with skip at alpha = relu with skip at alpha / 2
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, alpha, activation, True))
+    assert np.count_nonzero(sol.coef) == 0
+    assert sol.objective == pytest.approx(-0.5, abs=1e-9)
+    assert sol.slope == pytest.approx(-1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("activation,skip", VARIANTS)
+def test_unbounded_below_the_bound(activation, skip):
+    rng = np.random.default_rng(5)
+    z, _ = _standardised(rng.standard_normal(25))
+    program = _sm_program(z, 1.0 - 1e-9, activation, skip)
+    with pytest.raises(UnboundedProgramError, match="unbounded"):
+        solve_univariate_exact(program)
+
+
+@pytest.mark.parametrize("activation,skip", [("relu", True), ("abs", True), ("abs", False)])
+def test_ties_at_extremes_and_exact_bound(activation, skip):
+    """Three copies of the minimum move the bound to 3/n; at the bound it is solvable."""
+    rng = np.random.default_rng(6)
+    X = np.concatenate([[-4.0, -4.0, -4.0], rng.standard_normal(27), [0.3, 0.3]])
+    z, _ = _standardised(X)
+    bound = UnivariateProgram("sm", z, 1.0, activation, skip).well_posedness_bound()
+    factor = {("relu", True): 3, ("abs", True): 6, ("abs", False): 3}[(activation, skip)]
+    assert bound == pytest.approx(factor / z.size)
+    with pytest.raises(UnboundedProgramError):
+        solve_univariate_exact(UnivariateProgram("sm", z, bound * (1 - 1e-9), activation, skip))
+    _agree(UnivariateProgram("sm", z, bound, activation, skip))
+    _agree(UnivariateProgram("sm", z, 1.3 * bound, activation, skip))
+
+
+def test_interior_ties_match_cvxpy():
+    rng = np.random.default_rng(7)
+    X = np.round(rng.standard_normal(60), 1)  # many interior ties
+    z, _ = _standardised(X)
+    for activation, skip in VARIANTS:
+        _agree(_sm_program(z, 1.2, activation, skip))
+
+
+def test_near_duplicates():
+    """Gaps of 1e-12 (relative): no 1/gap blow-up, same optimum as the reference."""
+    rng = np.random.default_rng(8)
+    z, _ = _standardised(rng.standard_normal(40))
+    z = np.sort(np.concatenate([z, z[::5] + 1e-12]))
+    for activation, skip in [("relu", True), ("abs", False)]:
+        _agree(_sm_program(z, 2.0, activation, skip), tol=1e-6)
+
+
+def test_float32_derived_input_with_offset():
+    rng = np.random.default_rng(9)
+    X = (1e4 + rng.standard_normal(80)).astype(np.float32).astype(np.float64)
+    z, _ = _standardised(X)
+    _agree(_sm_program(z, 2.0, "relu", True))
+
+
+@pytest.mark.parametrize("activation,skip", VARIANTS)
+def test_recovered_network_reproduces_optimum(activation, skip):
+    rng = np.random.default_rng(10)
+    X = 3.0 + 2.0 * rng.standard_normal(50)
+    Z, st = standardize(X[:, None])
+    z = np.sort(Z.ravel())
+    program = _sm_program(z, 2.0, activation, skip)
+    sol = solve_univariate_exact(program)
+    net = recover_univariate(program, sol.coef, sol.slope, sol.intercept, st, kink_shift=1e-9)
+    value = net.sm_objective(X[:, None], program.alpha) * st.scale**2
+    assert value == pytest.approx(sol.objective, rel=1e-5)
+    assert net.n_units == np.count_nonzero(sol.coef)
+
+
+def test_recovered_network_dsm():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal(30)
+    Z, st = standardize(X[:, None])
+    z = np.sort(Z.ravel())
+    program = _dsm_program(z, 1e-2, "relu", True, rng)
+    sol = solve_univariate_exact(program)
+    net = recover_univariate(program, sol.coef, sol.slope, sol.intercept, st)
+    noisy = program.x * st.scale + st.mean[0]
+    value = net.dsm_objective(noisy[:, None], program.targets[:, None] / st.scale, program.alpha)
+    assert value * st.scale**2 == pytest.approx(sol.objective, rel=1e-6)
+
+
+def test_large_problem_is_linear_memory_and_fast():
+    rng = np.random.default_rng(12)
+    n = 200_000
+    z, _ = _standardised(rng.standard_normal(n))
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, gaussian_regime_alpha(z) * 1.01))
+    assert sol.objective == pytest.approx(-0.5, abs=1e-8)
