@@ -1,0 +1,420 @@
+r"""Exact model density of a univariate (d = 1) score network.
+
+In one dimension the learned score
+
+.. math::
+
+    s(x) = \sum_j a_j \phi(w_j x + b_j) + v x + c
+
+is continuous and piecewise linear, with kinks at ``t_j = -b_j / w_j``. Its
+integral, the unnormalised model log-density
+
+.. math::
+
+    \ell(x) = \int_{t_1}^x s(u)\, du,
+
+is therefore continuous and piecewise quadratic: on a piece where
+``s(x) = \alpha_p x + \beta_p`` it is
+``\ell(x) = \ell(t) + s(t) (x - t) + \tfrac{\alpha_p}{2} (x - t)^2``.
+Each piece integrates in closed form (a Gaussian integral with ``erfcx`` where
+the piece is concave, ``\alpha_p < 0``; a Dawson integral where it is convex;
+an exponential where it is linear), so the normaliser
+``Z = \int e^{\ell}`` is exact up to rounding. The model is normalisable iff
+both tails decay: on each unbounded piece either ``\alpha_p < 0`` (a Gaussian
+tail) or ``\alpha_p = 0`` with the score pointing back to the data (an
+exponential, "Laplace" tail, the absolute-value model's Gaussian-Laplace
+regime of shared/design/math.md section 3.2).
+
+Numerical scheme. Every piece is cut into *segments* on which ``\ell``
+decreases away from an *anchor* (the segment's maximum: an endpoint, or the
+mode of a concave piece, where the piece is split). On a segment of length
+``h`` with anchor value ``\ell_a``, outward derivative ``g <= 0`` and
+curvature ``\alpha``,
+
+.. math::
+
+    \int_{segment} e^{\ell} = e^{\ell_a} \, m(g, \alpha, h),
+    \qquad m(g, \alpha, h) = \int_0^h e^{g y + \alpha y^2 / 2} dy \le h,
+
+and ``m`` is evaluated without overflow (its integrand is at most 1), so the
+normaliser is a ``logsumexp`` over segments. Sampling picks a segment with
+probability ``e^{\ell_a} m / Z`` and inverts the segment's CDF ``m(g, \alpha,
+y) / m(g, \alpha, h)``: in closed form on unbounded segments (a half-normal or
+an exponential), by bisection on bounded ones.
+
+In d > 1 the per-output score field of the convex architecture is not a
+gradient field in general, so there is no model density: see
+:func:`check_density_available`.
+"""
+
+import numpy as np
+from scipy.special import dawsn, erfcx, log_ndtr, logsumexp, ndtri_exp
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "PiecewiseQuadraticDensity",
+    "check_density_available",
+    "piecewise_linear_score",
+]
+
+# Relative size below which a piece's score slope counts as exactly zero (the
+# slopes are sums of products of weights, exact zeros only up to rounding).
+_SLOPE_RTOL = 1e-9
+# Below |alpha| h^2 = this, the quadratic term changes the integrand by less
+# than 1e-8 relative and the closed forms would lose digits to cancellation:
+# the segment is integrated as an exponential.
+_LINEAR_CUTOFF = 1e-8
+_BISECTION_STEPS = 64
+
+
+def check_density_available(network):
+    """Raise a ValueError unless ``network`` has a model log-density (d = 1).
+
+    Parameters
+    ----------
+    network : ScoreNetwork
+
+    Raises
+    ------
+    ValueError
+        For ``d > 1``: the learned field ``s`` has one independent two-layer
+        network per output coordinate, so its Jacobian is not symmetric in
+        general and ``s`` is not the gradient of any function; there is no
+        log-density to evaluate or sample exactly (use Langevin sampling).
+    """
+    d = network.n_features
+    if d != 1:
+        raise ValueError(
+            f"An exact model log-density exists only for univariate data (d = 1); this model has "
+            f"d = {d}. In d > 1 every output coordinate of the score is a separate two-layer network, "
+            f"so the learned field is not the gradient of a log-density in general (its Jacobian is "
+            f"not symmetric). Use Langevin sampling (method='langevin') instead."
+        )
+
+
+def piecewise_linear_score(network):
+    r"""The score of a univariate network as explicit linear pieces.
+
+    Parameters
+    ----------
+    network : ScoreNetwork
+        With ``n_features == 1``.
+
+    Returns
+    -------
+    breakpoints : ndarray of shape (n_kinks,)
+        Sorted distinct kinks ``t_1 < ... < t_K`` (units with ``w_j = 0``
+        are constants and have no kink).
+    slopes, intercepts : ndarray of shape (n_kinks + 1,)
+        ``s(x) = slopes[p] x + intercepts[p]`` on piece ``p``: ``(-inf, t_1)``,
+        ``(t_1, t_2)``, ..., ``(t_K, inf)``.
+    scale : float
+        ``|v| + \sum_j |a_j w_j|``, the size of the terms the slopes are sums
+        of (a slope below ``1e-9 * scale`` is zero up to rounding).
+    """
+    check_density_available(network)
+    w = network.hidden_weights[:, 0]
+    b = network.hidden_biases
+    a = network.output_weights[:, 0]
+    v = float(network.skip_weights[0, 0])
+    c = float(network.output_bias[0])
+    has_kink = w != 0
+    breakpoints = np.unique(-b[has_kink] / w[has_kink])
+    # a representative interior point of every piece decides which units are on
+    if breakpoints.size:
+        inner = 0.5 * (breakpoints[:-1] + breakpoints[1:])
+        spread = max(1.0, breakpoints[-1] - breakpoints[0])
+        probes = np.concatenate([[breakpoints[0] - spread], inner, [breakpoints[-1] + spread]])
+    else:
+        probes = np.zeros(1)
+    pre = probes[:, None] * w[None, :] + b[None, :]
+    if network.activation == "abs":
+        deriv = np.sign(pre)
+    else:
+        deriv = (pre > 0).astype(np.float64)
+    slopes = v + deriv @ (a * w)
+    intercepts = c + deriv @ (a * b)
+    scale = abs(v) + float(np.sum(np.abs(a * w)))
+    return breakpoints, slopes, intercepts, scale
+
+
+def exact_lipschitz_1d(network):
+    """``max_p |slope_p|``: the exact Lipschitz constant of a univariate score."""
+    _, slopes, _, _ = piecewise_linear_score(network)
+    return float(np.max(np.abs(slopes)))
+
+
+def _segment_mass(g, alpha, h):
+    r"""``m(g, \alpha, h) = \int_0^h exp(g y + \alpha y^2 / 2) dy`` for ``g <= 0``.
+
+    Vectorised over arrays of equal shape. ``h`` may be ``inf`` only where the
+    integral converges (``alpha < 0``, or ``alpha == 0`` and ``g < 0``). The
+    integrand is at most 1, so nothing overflows. Concave (``alpha = -kappa
+    < 0``), with ``z(y) = \sqrt\kappa\, y - g / \sqrt\kappa``:
+
+    .. math::
+
+        m = \sqrt{\pi / (2\kappa)} \left[ \mathrm{erfcx}(z_0/\sqrt2)
+            - \mathrm{erfcx}(z_h/\sqrt2)\, e^{g h - \kappa h^2 / 2} \right].
+
+    Convex (``alpha = 2\lambda^2 > 0``), with ``u(y) = \lambda y + g/(2\lambda)``
+    and Dawson's function ``D``:
+
+    .. math::
+
+        m = \lambda^{-1} \left[ e^{g h + \alpha h^2 / 2} D(u_h) - D(u_0) \right].
+
+    Linear (``|alpha| h^2`` negligible): ``m = -\mathrm{expm1}(g h) / (-g)``,
+    or ``h`` when ``g = 0``.
+    """
+    g, alpha, h = np.broadcast_arrays(*(np.asarray(t, dtype=np.float64) for t in (g, alpha, h)))
+    out = np.empty(g.shape)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        quad = np.abs(alpha) * h * h
+        linear = ~(quad > _LINEAR_CUTOFF)  # also alpha == 0 with h == inf
+        concave = ~linear & (alpha < 0)
+        convex = ~linear & (alpha > 0)
+
+        if np.any(linear):
+            gl, hl = g[linear], h[linear]
+            flat = gl == 0
+            val = np.where(flat, hl, -np.expm1(gl * hl) / np.where(flat, -1.0, -gl))
+            out[linear] = val
+
+        if np.any(concave):
+            gc, ac, hc = g[concave], alpha[concave], h[concave]
+            root = np.sqrt(-ac)
+            z0 = -gc / root
+            zh = root * hc + z0
+            # at h = inf the second term is erfcx(inf) * 0 = 0
+            decay = np.exp(gc * hc + 0.5 * ac * hc * hc)
+            tail = np.where(np.isinf(hc), 0.0, erfcx(zh / np.sqrt(2.0)) * decay)
+            out[concave] = np.sqrt(np.pi / 2.0) / root * (erfcx(z0 / np.sqrt(2.0)) - tail)
+
+        if np.any(convex):
+            gv, av, hv = g[convex], alpha[convex], h[convex]
+            lam = np.sqrt(0.5 * av)
+            u0 = gv / (2.0 * lam)
+            uh = u0 + lam * hv
+            out[convex] = (np.exp(gv * hv + 0.5 * av * hv * hv) * dawsn(uh) - dawsn(u0)) / lam
+    # tiny negative values are cancellation noise on vanishing segments
+    return np.maximum(out, 0.0)
+
+
+class PiecewiseQuadraticDensity:
+    r"""The normalised model density ``p(x) = e^{\ell(x)} / Z`` of a 1-D score network.
+
+    Parameters
+    ----------
+    network : ScoreNetwork
+        A univariate network (``n_features == 1``).
+
+    Attributes
+    ----------
+    breakpoints : ndarray of shape (n_kinks,)
+        Kinks of the score (where ``\ell`` changes quadratic).
+    slopes, intercepts : ndarray of shape (n_kinks + 1,)
+        The score on each piece, ``s(x) = slopes[p] x + intercepts[p]``.
+    log_normalizer : float
+        ``\log Z`` for ``\ell`` referenced to ``\max_k \ell(t_k) = 0``.
+
+    Raises
+    ------
+    ValueError
+        If ``d != 1`` (no density exists), or if a tail does not decay (the
+        model is not normalisable: ``e^{\ell}`` has infinite integral).
+    """
+
+    def __init__(self, network):
+        breakpoints, slopes, intercepts, scale = piecewise_linear_score(network)
+        # a slope that is zero up to rounding is zero (Laplace tails stay Laplace)
+        slopes = np.where(np.abs(slopes) <= _SLOPE_RTOL * max(scale, 1e-300), 0.0, slopes)
+        if breakpoints.size == 0:
+            # one affine piece: anchor it at its mode (or 0) to keep numbers small
+            anchor = -intercepts[0] / slopes[0] if slopes[0] < 0 else 0.0
+            breakpoints = np.array([anchor])
+            slopes = np.repeat(slopes, 2)
+            intercepts = np.repeat(intercepts, 2)
+        self.breakpoints = breakpoints
+        self.slopes = slopes
+        self.intercepts = intercepts
+        # the score at the kinks (continuous), from the piece to the right
+        self._score_at_kinks = slopes[1:] * breakpoints + intercepts[1:]
+        widths = np.diff(breakpoints)
+        # l(t_{p+1}) - l(t_p): the trapezoid rule is exact for a linear score
+        rises = 0.5 * (self._score_at_kinks[:-1] + self._score_at_kinks[1:]) * widths
+        log_at_kinks = np.concatenate([[0.0], np.cumsum(rises)])
+        # reference l to its largest kink value: keeps l and log Z small numbers near the data
+        self._log_at_kinks = log_at_kinks - np.max(log_at_kinks)
+        self._check_tails()
+        self._build_segments()
+        self.log_normalizer = float(logsumexp(self._segment_log_mass))
+
+    # -- construction ---------------------------------------------------------------------------
+
+    def _check_tails(self):
+        for side, slope, score_end, end in (
+            ("left", self.slopes[0], -self._score_at_kinks[0], self.breakpoints[0]),
+            ("right", self.slopes[-1], self._score_at_kinks[-1], self.breakpoints[-1]),
+        ):
+            # ``score_end`` is the outward derivative of l at the last kink
+            if slope < 0 or (slope == 0 and score_end < 0):
+                continue
+            end = float(end) + 0.0  # no "-0" in the message
+            region = f"x < {end:.6g}" if side == "left" else f"x > {end:.6g}"
+            if slope > 0:
+                why = f"the score increases there (slope {slope:.3g} > 0), so the log-density grows quadratically"
+            else:
+                why = (
+                    "the score is constant there and does not point back towards the data "
+                    f"(outward log-density slope {score_end:.3g} >= 0), so the density does not decay"
+                )
+            raise ValueError(
+                f"The model is not normalisable: on its {side} tail ({region}) {why}. "
+                "Its exp(integral of the score) has infinite mass, so there is no log-density or exact "
+                "sampler. This happens with a weight decay too small for the data or with activation='abs' "
+                "without a skip connection at large alpha; increase alpha or use a skip connection."
+            )
+
+    def _build_segments(self):
+        """Cut the line into segments on which ``l`` decreases away from an anchor."""
+        anchors, directions, lengths, outward, curvature = [], [], [], [], []
+
+        def add(anchor, direction, length, g, alpha):
+            anchors.append(anchor)
+            directions.append(direction)
+            lengths.append(length)
+            outward.append(min(g, 0.0))  # g > 0 only by rounding
+            curvature.append(alpha)
+
+        t, s = self.breakpoints, self._score_at_kinks
+        lv = self._log_at_kinks
+        n_pieces = self.slopes.size
+        for p in range(n_pieces):
+            alpha = float(self.slopes[p])
+            lo = -np.inf if p == 0 else t[p - 1]
+            hi = np.inf if p == n_pieces - 1 else t[p]
+            s_lo = None if p == 0 else s[p - 1]
+            s_hi = None if p == n_pieces - 1 else s[p]
+            if alpha < 0:
+                mode = -self.intercepts[p] / alpha
+                if lo < mode < hi:
+                    # split at the mode: both halves decrease away from it, g = 0
+                    add(mode, -1.0, mode - lo, 0.0, alpha)
+                    add(mode, 1.0, hi - mode, 0.0, alpha)
+                    continue
+            # no interior maximum: anchor at the higher endpoint
+            if p == 0:
+                add(t[0], -1.0, np.inf, -s_hi, alpha)
+            elif p == n_pieces - 1:
+                add(t[-1], 1.0, np.inf, s_lo, alpha)
+            elif lv[p - 1] >= lv[p]:
+                add(lo, 1.0, hi - lo, s_lo, alpha)
+            else:
+                add(hi, -1.0, hi - lo, -s_hi, alpha)
+        self._anchor = np.array(anchors)
+        self._direction = np.array(directions)
+        self._length = np.array(lengths)
+        self._outward = np.array(outward)
+        self._curvature = np.array(curvature)
+        self._anchor_log = self._unnormalised_log(self._anchor)
+        mass = _segment_mass(self._outward, self._curvature, self._length)
+        with np.errstate(divide="ignore"):
+            self._segment_log_mass = self._anchor_log + np.log(mass)
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def _piece_index(self, x):
+        return np.searchsorted(self.breakpoints, x, side="right")
+
+    def _unnormalised_log(self, x):
+        """``l(x)`` (max over kinks 0), expanded around the kink nearest on the left."""
+        x = np.asarray(x, dtype=np.float64)
+        p = self._piece_index(x)
+        ref = np.maximum(p - 1, 0)  # the left tail expands around t_1
+        t = self.breakpoints[ref]
+        dx = x - t
+        return self._log_at_kinks[ref] + self._score_at_kinks[ref] * dx + 0.5 * self.slopes[p] * dx * dx
+
+    def score(self, x):
+        """``d/dx log p(x)``: the network's score, from the pieces."""
+        x = np.asarray(x, dtype=np.float64)
+        p = self._piece_index(x)
+        return self.slopes[p] * x + self.intercepts[p]
+
+    def log_density(self, x):
+        """Normalised log-density ``log p(x)``, same shape as ``x``."""
+        return self._unnormalised_log(x) - self.log_normalizer
+
+    def cdf(self, x):
+        """``P(X <= x)`` under the model, same shape as ``x`` (exact)."""
+        x = np.asarray(x, dtype=np.float64)
+        flat = x.reshape(-1)
+        probs = np.exp(self._segment_log_mass - self.log_normalizer)
+        before = np.concatenate([[0.0], np.cumsum(probs)])
+        # segments tile the line from left to right
+        lower = np.where(self._direction > 0, self._anchor, self._anchor - self._length)
+        k = np.clip(np.searchsorted(lower, flat, side="right") - 1, 0, probs.size - 1)
+        # mass of segment k between its anchor and x, as a fraction of the segment
+        y = np.clip((flat - self._anchor[k]) * self._direction[k], 0.0, self._length[k])
+        full = _segment_mass(self._outward[k], self._curvature[k], self._length[k])
+        part = _segment_mass(self._outward[k], self._curvature[k], y)
+        frac = np.where(full > 0, part / np.where(full > 0, full, 1.0), 0.0)
+        # anchor on the left: the part is left of x; anchor on the right: it is right of x
+        left_of_x = np.where(self._direction[k] > 0, frac, 1.0 - frac)
+        out = before[k] + probs[k] * left_of_x
+        return np.clip(out, 0.0, 1.0).reshape(x.shape)
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def sample(self, n_samples=1, random_state=None):
+        """Exact samples from the model density.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples,)
+        """
+        rng = check_random_state(random_state)
+        probs = np.exp(self._segment_log_mass - self.log_normalizer)
+        probs /= probs.sum()
+        seg = rng.choice(probs.size, size=n_samples, p=probs)
+        u = rng.uniform(size=n_samples)
+        g, alpha, h = self._outward[seg], self._curvature[seg], self._length[seg]
+        y = np.empty(n_samples)
+
+        unbounded = np.isinf(h)
+        exp_tail = unbounded & (alpha == 0)
+        gauss_tail = unbounded & (alpha < 0)
+        bounded = ~unbounded
+        if np.any(exp_tail):
+            # density ∝ e^{g y} on y > 0, g < 0: inverse CDF of an exponential
+            y[exp_tail] = np.log1p(-u[exp_tail]) / g[exp_tail]
+        if np.any(gauss_tail):
+            # N(g/kappa, 1/kappa) restricted to y > 0: a standard normal z > z0 = -g/sqrt(kappa);
+            # P(Z > z) = u P(Z > z0), solved in log space so that far tails stay accurate
+            root = np.sqrt(-alpha[gauss_tail])
+            z0 = -g[gauss_tail] / root
+            log_survival = np.log1p(-u[gauss_tail]) + log_ndtr(-z0)
+            z = -ndtri_exp(log_survival)
+            y[gauss_tail] = (z - z0) / root
+        if np.any(bounded):
+            y[bounded] = self._invert_bounded(g[bounded], alpha[bounded], h[bounded], u[bounded])
+        return self._anchor[seg] + self._direction[seg] * y
+
+    @staticmethod
+    def _invert_bounded(g, alpha, h, u):
+        """Solve ``m(g, alpha, y) = u m(g, alpha, h)`` for ``y in [0, h]`` by bisection."""
+        target = u * _segment_mass(g, alpha, h)
+        lo = np.zeros_like(h)
+        hi = h.copy()
+        for _ in range(_BISECTION_STEPS):
+            mid = 0.5 * (lo + hi)
+            below = _segment_mass(g, alpha, mid) < target
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return 0.5 * (lo + hi)

@@ -1,0 +1,527 @@
+r"""Unadjusted (and annealed) Langevin dynamics driven by a fitted score network.
+
+The paper's update (shared/design/math.md, section 5), with step size
+``\epsilon``, applied to all chains at once as one ``(n_samples, d)`` tensor:
+
+.. math::
+
+    x \leftarrow x + \frac{\epsilon}{2} s(x) + \sqrt{\epsilon}\, z,
+    \qquad z \sim N(0, I).
+
+The score ``s(x) = A^\top \phi(W x + b) + V x + c`` is evaluated with three
+fused matrix products on tensors of the NumPy weights, under
+``torch.inference_mode`` (no autograd graph), on the CPU or a GPU. Torch is
+imported inside the functions so that ``import skconvexscore`` stays light.
+
+Stability, on the Gaussian score ``s(x) = -(x - m) / v``: the update is the
+AR(1) recursion ``x - m <- (1 - \epsilon / (2v)) (x - m) + \sqrt\epsilon z``,
+stable iff ``|1 - \epsilon/(2v)| < 1``, i.e. ``\epsilon < 4v``, with the
+exact stationary law
+
+.. math::
+
+    N\Big(m,\; \frac{\epsilon}{1 - (1 - \epsilon/(2v))^2}\Big)
+    = N\Big(m,\; \frac{v}{1 - \epsilon/(4v)}\Big).
+
+The discretisation inflates the variance by ``1 / (1 - \epsilon/(4v))``: this
+bias, not stability alone, is what :func:`auto_step_size` controls.
+"""
+
+import math
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._density import exact_lipschitz_1d
+
+__all__ = [
+    "LangevinDivergenceError",
+    "auto_step_size",
+    "initial_state",
+    "langevin_sample",
+    "resolve_device",
+]
+
+# Chains further than this many data radii from the data mean have diverged.
+_ESCAPE_FACTOR = 20.0
+# Elements of the (hidden units x chains) activation buffer per chunk of chains:
+# bounds memory (1e6 chains x 1000 units would be 8 GB in float64) and keeps
+# the buffer near cache on the CPU (2^19 measured fastest for d = 2).
+_CPU_CHUNK_ELEMENTS = 2**19
+_GPU_CHUNK_ELEMENTS = 2**28
+
+
+class LangevinDivergenceError(RuntimeError):
+    """Langevin chains became non-finite or escaped far beyond the data.
+
+    The message names the step size to try. Raised instead of returning
+    samples that contain NaN or infinite values.
+    """
+
+
+def resolve_device(device):
+    """The :class:`torch.device` that ``device`` names.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a :class:`torch.device`, or
+        ``"auto"`` (CUDA when available, else the CPU).
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        If the name is not a device, or CUDA is requested but unavailable.
+    """
+    import torch
+
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:N', a torch.device or 'auto'."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available (torch "
+                f"{torch.__version__}, built {'with' if torch.backends.cuda.is_built() else 'without'} "
+                "CUDA). Use device='cpu', or device='auto' to pick a GPU only when there is one."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
+            )
+    return resolved
+
+
+def _resolve_dtype(dtype, device):
+    """float64 on the CPU, float32 on accelerators, unless ``dtype`` says otherwise."""
+    import torch
+
+    if dtype is None:
+        return torch.float64 if device.type == "cpu" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        resolved = dtype
+    else:
+        resolved = {"float32": torch.float32, "float64": torch.float64}.get(np.dtype(dtype).name)
+    if resolved not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype={dtype!r}: Langevin sampling runs in float32 or float64.")
+    return resolved
+
+
+def _lipschitz(network):
+    r"""An upper bound on the Lipschitz constant of the score network.
+
+    Exact in 1-D (the largest absolute slope of the linear pieces). In d > 1
+    row ``k`` of the Jacobian is ``\sum_{j \to k} \phi'_j r_j w_j + V_k``, so
+    ``\|J\|_2 \le \|J\|_F \le (\sum_k (\sum_{j \to k} |r_j| \|w_j\| +
+    \|V_k\|)^2)^{1/2}``; the smaller of this and
+    :meth:`ScoreNetwork.lipschitz_bound` is returned.
+    """
+    if network.n_features == 1:
+        return exact_lipschitz_1d(network)
+    gains = np.abs(network.output_weights) * np.linalg.norm(network.hidden_weights, axis=1)[:, None]
+    rows = gains.sum(axis=0) + np.linalg.norm(network.skip_weights, axis=1)
+    return min(float(np.sqrt(np.sum(rows**2))), network.lipschitz_bound())
+
+
+def auto_step_size(networks, data_scale, *, noise_levels=None, accuracy=0.05):
+    r"""A stable Langevin step size from the score's Lipschitz bound and the data scale.
+
+    Rule. Let ``L`` bound the Lipschitz constant of the score (exact in 1-D)
+    and ``\sigma`` be the data scale. With the curvature
+    ``\lambda = \max(L, 1/\sigma^2)``
+
+    .. math::
+
+        \epsilon = \frac{4}{\lambda} \cdot \frac{a}{1 + a},
+        \qquad a = \text{accuracy}.
+
+    Why: on a Gaussian score of variance ``v`` (``L = 1/v``) the update is
+    stable iff ``\epsilon < 4v`` and its stationary variance is
+    ``v / (1 - \epsilon/(4v))``; the rule gives exactly ``(1 + a) v``, a
+    relative variance bias ``a`` along the stiffest direction, and a factor
+    ``(1 + a)/a`` below the stability limit. The score of any model is at
+    most ``L``-stiff, so the same step is stable for it. The ``1/\sigma^2``
+    floor stops a flat score (``L`` near 0: a random walk) from taking steps
+    larger than the data. Each step then moves a chain a fraction
+    ``\sqrt{\epsilon} \le 0.43 \sigma`` of the data scale, so a chain mixes
+    across the data in ``O(1/a)`` steps.
+
+    Annealed Langevin (``noise_levels`` given, largest first) runs level ``i``
+    with ``\epsilon_i = \epsilon \sigma_i^2 / \sigma_L^2``; the base step is the
+    largest for which every level's step obeys the rule for its own network:
+    ``\epsilon = \min_i \epsilon^{auto}_i \sigma_L^2 / \sigma_i^2``.
+
+    Parameters
+    ----------
+    networks : ScoreNetwork or list of ScoreNetwork
+    data_scale : float
+        Scale of the data (the estimators' ``scale_``).
+    noise_levels : array-like of shape (n_levels,), default=None
+        Decreasing noise levels aligned with ``networks``.
+    accuracy : float, default=0.05
+        Relative variance bias ``a`` tolerated on a Gaussian score.
+
+    Returns
+    -------
+    step_size : float
+        The base step (the step of the last, smallest, level).
+    """
+    if not isinstance(networks, (list, tuple)):
+        networks = [networks]
+    if not (data_scale > 0 and np.isfinite(data_scale)):
+        raise ValueError(f"data_scale must be positive and finite, got {data_scale!r}.")
+    if not accuracy > 0:
+        raise ValueError(f"accuracy must be positive, got {accuracy!r}.")
+    factor = 4.0 * accuracy / (1.0 + accuracy)
+    steps = np.array([factor / max(_lipschitz(net), 1.0 / data_scale**2) for net in networks])
+    levels = _level_ratios(noise_levels, len(networks))
+    return float(np.min(steps / levels))
+
+
+def _level_ratios(noise_levels, n_networks):
+    """``sigma_i^2 / sigma_L^2`` per level (ones without noise levels)."""
+    if noise_levels is None:
+        if n_networks != 1:
+            raise ValueError(
+                f"{n_networks} networks were given without noise_levels: annealed Langevin needs "
+                "the noise level of every network (largest first)."
+            )
+        return np.ones(1)
+    levels = np.asarray(noise_levels, dtype=np.float64).reshape(-1)
+    if levels.size != n_networks:
+        raise ValueError(f"{levels.size} noise levels for {n_networks} networks.")
+    if np.any(~np.isfinite(levels)) or np.any(levels <= 0):
+        raise ValueError(f"noise levels must be positive and finite, got {levels}.")
+    if np.any(np.diff(levels) > 0):
+        raise ValueError(f"noise levels must be in decreasing order (largest first), got {levels}.")
+    return levels**2 / levels[-1] ** 2
+
+
+def initial_state(init, n_samples, *, X=None, location=None, scale=None, jitter=0.0, random_state=None):
+    """Starting points of the chains.
+
+    Parameters
+    ----------
+    init : {"data", "gaussian"} or array-like of shape (n_samples, d)
+        ``"data"``: training points drawn with replacement plus
+        ``N(0, jitter^2 I)`` noise (the chains start near the target law).
+        ``"gaussian"``: ``N(location, scale^2 I)``. An array is used as is.
+    n_samples : int
+    X : ndarray of shape (n, d), default=None
+        Training data (for ``"data"``).
+    location : ndarray of shape (d,), default=None
+    scale : float, default=None
+    jitter : float, default=0.0
+        Noise added to resampled training points.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    init : ndarray of shape (n_samples, d), float64
+    """
+    rng = check_random_state(random_state)
+    if isinstance(init, str):
+        if init == "data":
+            X = np.asarray(X, dtype=np.float64)
+            start = X[rng.randint(X.shape[0], size=n_samples)]
+            if jitter > 0:
+                start = start + jitter * rng.standard_normal(start.shape)
+            return start
+        if init == "gaussian":
+            location = np.asarray(location, dtype=np.float64).reshape(-1)
+            return location + float(scale) * rng.standard_normal((n_samples, location.size))
+        raise ValueError(f"init={init!r}: use 'data', 'gaussian' or an array of shape (n_samples, n_features).")
+    start = np.asarray(init, dtype=np.float64)
+    d = None if X is None else np.asarray(X).shape[1]
+    if start.ndim != 2 or start.shape[0] != n_samples or (d is not None and start.shape[1] != d):
+        expected = f"({n_samples}, {d if d is not None else 'n_features'})"
+        raise ValueError(f"init has shape {start.shape}; an array init must have shape {expected}.")
+    if not np.all(np.isfinite(start)):
+        raise ValueError("init contains NaN or infinite values.")
+    return start.copy()
+
+
+def langevin_sample(
+    networks,
+    n_samples,
+    *,
+    n_steps,
+    step_size,
+    init,
+    noise_levels=None,
+    device="cpu",
+    dtype=None,
+    random_state=None,
+    progress=False,
+    data_scale=None,
+    data_center=None,
+    data_radius=None,
+    escape_factor=_ESCAPE_FACTOR,
+    check_every=10,
+    chunk_size=None,
+):
+    r"""Run unadjusted (annealed) Langevin dynamics on a score network.
+
+    Every chain follows ``x <- x + (eps/2) s(x) + sqrt(eps) z``. With several
+    networks (a noise-conditional DSM model, ``noise_levels`` largest first)
+    this is annealed Langevin (Song & Ermon, 2019): ``n_steps`` steps with
+    network ``i`` and step ``eps_i = eps sigma_i^2 / sigma_L^2``, level after
+    level, each level starting where the previous one stopped.
+
+    Parameters
+    ----------
+    networks : ScoreNetwork or list of ScoreNetwork
+    n_samples : int
+        Number of chains (one sample each: the final state).
+    n_steps : int
+        Steps per noise level.
+    step_size : float or "auto"
+        ``eps`` (the smallest level's step). ``"auto"``: :func:`auto_step_size`
+        with ``data_scale``.
+    init : ndarray of shape (n_samples, d)
+        Starting points (see :func:`initial_state`).
+    noise_levels : array-like of shape (n_levels,), default=None
+        Decreasing noise levels aligned with ``networks`` (annealing only).
+    device : str or torch.device, default="cpu"
+        See :func:`resolve_device`.
+    dtype : torch.dtype, numpy dtype or str, default=None
+        float64 on the CPU, float32 on a GPU by default.
+    random_state : int, RandomState instance or None, default=None
+        Seeds a :class:`torch.Generator` on ``device``: the same seed gives the
+        same samples on the same device, dtype and chunking.
+    progress : bool, default=False
+        Show a tqdm progress bar (needs ``tqdm``).
+    data_scale : float, default=None
+        Data scale for ``step_size="auto"`` and the divergence radius (default:
+        the root-mean-square spread of ``init``, at least ``1/sqrt(L)`` for the
+        score's Lipschitz bound ``L``).
+    data_center : ndarray of shape (d,), default=None
+        Centre of the data (default: the mean of ``init``).
+    data_radius : float, default=None
+        Largest distance of the data from ``data_center`` (default: that of
+        ``init``).
+    escape_factor : float, default=20
+        Chains further than ``escape_factor * R`` from ``data_center`` have
+        diverged, with ``R = max(data_radius, sqrt(d) data_scale, sqrt(d)
+        sigma_1)``.
+    check_every : int, default=10
+        Steps between divergence checks (each check synchronises a GPU).
+    chunk_size : int, default=None
+        Chains advanced together; by default enough to fill about 2^19
+        activations on the CPU (cache) and 2^28 on a GPU. Chunks run one
+        after another through all the steps.
+
+    Returns
+    -------
+    samples : ndarray of shape (n_samples, d), float64
+
+    Raises
+    ------
+    LangevinDivergenceError
+        If any chain becomes non-finite or escapes beyond ``escape_factor``
+        data radii; the message names the step size to try.
+    """
+    import torch
+
+    if not isinstance(networks, (list, tuple)):
+        networks = [networks]
+    networks = list(networks)
+    ratios = _level_ratios(noise_levels, len(networks))
+    d = networks[0].n_features
+    if any(net.n_features != d for net in networks):
+        raise ValueError("All networks must have the same number of features.")
+    if not isinstance(n_steps, numbers.Integral) or n_steps < 0:
+        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}.")
+    if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+
+    start = np.asarray(init, dtype=np.float64)
+    if start.shape != (n_samples, d) or not np.all(np.isfinite(start)):
+        raise ValueError(f"init must be a finite array of shape ({n_samples}, {d}), got shape {start.shape}.")
+
+    if data_center is None:
+        data_center = start.mean(axis=0)
+    data_center = np.asarray(data_center, dtype=np.float64).reshape(d)
+    spread = np.sqrt(np.sum((start - data_center) ** 2, axis=1))
+    if data_scale is None:
+        # the spread of the starting points, but at least the narrowest width
+        # 1/sqrt(L) of the model (chains started at one point must not count as
+        # escaping as soon as they spread out)
+        lipschitz = max(_lipschitz(net) for net in networks)
+        data_scale = float(np.sqrt(np.mean(spread**2) / d))
+        if lipschitz > 0:
+            data_scale = max(data_scale, 1.0 / math.sqrt(lipschitz))
+        if not data_scale > 1e-12 * (1.0 + float(np.abs(data_center).max())):
+            data_scale = 1.0
+    if data_radius is None:
+        data_radius = float(spread.max())
+    largest_noise = 0.0 if noise_levels is None else float(np.max(noise_levels))
+    radius = max(data_radius, math.sqrt(d) * data_scale, math.sqrt(d) * largest_noise)
+    escape_radius = escape_factor * radius
+
+    auto = None
+    if isinstance(step_size, str):
+        if step_size != "auto":
+            raise ValueError(f"step_size={step_size!r}: use a positive float or 'auto'.")
+        auto = step_size = auto_step_size(networks, data_scale, noise_levels=noise_levels)
+    step_size = float(step_size)
+    if not (step_size > 0 and np.isfinite(step_size)):
+        raise ValueError(f"step_size must be positive and finite, got {step_size!r}.")
+    steps = step_size * ratios
+
+    torch_device = resolve_device(device)
+    torch_dtype = _resolve_dtype(dtype, torch_device)
+    rng = check_random_state(random_state)
+    generator = torch.Generator(device=torch_device)
+    generator.manual_seed(int(rng.randint(0, 2**31 - 1)))
+
+    n_units = max(max(net.n_units for net in networks), 1)
+    if chunk_size is None:
+        budget = _CPU_CHUNK_ELEMENTS if torch_device.type == "cpu" else _GPU_CHUNK_ELEMENTS
+        chunk_size = max(1024, budget // n_units)
+    chunk_size = int(min(chunk_size, n_samples))
+
+    def tensor(array):
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=torch_dtype, device=torch_device)
+
+    # Chains are stored as columns, x^T of shape (d, chunk): the score is then
+    # s^T = A^T phi(W x^T + b) + V x^T + c, whose output product (d x units)
+    # @ (units x chains) runs 2-3x faster on the CPU than the skinny
+    # (chains x units) @ (units x d) of the row layout (measured, d = 2).
+    weights = [
+        (
+            tensor(net.hidden_weights),
+            tensor(net.hidden_biases[:, None]),
+            tensor(net.output_weights.T),
+            tensor(net.skip_weights),
+            tensor(net.output_bias[:, None]),
+            net.activation,
+            net.n_units > 0,
+        )
+        for net in networks
+    ]
+    center = tensor(data_center[:, None])
+
+    bar = _progress_bar(progress, total=n_samples * n_steps * len(networks))
+    samples = np.empty((n_samples, d))
+    try:
+        with torch.inference_mode():
+            for begin in range(0, n_samples, chunk_size):
+                stop = min(begin + chunk_size, n_samples)
+                x = tensor(start[begin:stop].T)
+                _run_chunk(
+                    x, weights, steps, n_steps, generator, center, escape_radius, check_every,
+                    bar, diagnose=lambda level, step, reason: _divergence_message(
+                        reason, level, step, n_steps, len(networks), step_size, steps, networks,
+                        auto, data_scale, noise_levels, escape_radius,
+                    ),
+                )
+                samples[begin:stop] = x.T.to(device="cpu", dtype=torch.float64).numpy()
+    finally:
+        if bar is not None:
+            bar.close()
+    return samples
+
+
+def _run_chunk(x, weights, steps, n_steps, generator, center, escape_radius, check_every, bar, diagnose):
+    """Advance the chains ``x`` (shape (d, chunk), in place) through every level."""
+    import torch
+
+    d, n = x.shape
+    # The Gaussian increments are drawn in float32 whatever the chains' dtype:
+    # torch's CPU normal sampler is ~5x faster in float32 and dominates the cost
+    # of a step for small networks; 24-bit increments (tails cut near 5.8 sd by
+    # the float32 Box-Muller) change the noise variance by ~1e-8 relative, far
+    # below the O(eps) discretisation bias of the unadjusted update.
+    noise = torch.empty((d, n), dtype=torch.float32, device=x.device)
+    drift = torch.empty_like(x)
+    escape2 = escape_radius**2
+    for level, ((W, b, At, V, c, activation, has_units), step) in enumerate(zip(weights, steps)):
+        half, root = 0.5 * float(step), math.sqrt(float(step))
+        hidden = torch.empty((W.shape[0], n), dtype=x.dtype, device=x.device) if has_units else None
+        done = 0
+        while done < n_steps:
+            block = min(check_every, n_steps - done)
+            for _ in range(block):
+                # s^T = A^T phi(W x^T + b) + V x^T + c, into preallocated buffers
+                if has_units:
+                    torch.addmm(b, W, x, out=hidden)
+                    if activation == "abs":
+                        hidden.abs_()
+                    else:
+                        hidden.relu_()
+                    torch.addmm(c, At, hidden, out=drift)
+                    drift.addmm_(V, x)
+                else:
+                    torch.addmm(c, V, x, out=drift)
+                x.add_(drift, alpha=half)
+                torch.randn(x.shape, generator=generator, out=noise)
+                x.add_(noise, alpha=root)
+            done += block
+            # one reduction, one synchronisation: NaN/inf make the comparison False
+            farthest2 = float(((x - center) ** 2).sum(dim=0).max())
+            if not farthest2 <= escape2:
+                reason = "non-finite" if not math.isfinite(farthest2) else math.sqrt(farthest2)
+                raise LangevinDivergenceError(diagnose(level, done, reason))
+            if bar is not None:
+                bar.update(n * block)
+
+
+def _divergence_message(reason, level, step, n_steps, n_levels, step_size, steps, networks, auto,
+                        data_scale, noise_levels, escape_radius):
+    """Explain a divergence and name the step size to try."""
+    where = f"by step {step} of {n_steps}"
+    if n_levels > 1:
+        where += f" at noise level {level + 1} of {n_levels} (sigma={float(noise_levels[level]):.4g})"
+    if reason == "non-finite":
+        what = "Langevin chains diverged: some became non-finite (inf/NaN)"
+    else:
+        what = (
+            f"Langevin chains escaped to distance {reason:.4g} from the data centre, beyond "
+            f"{escape_radius:.4g} (the divergence radius)"
+        )
+    lipschitz = _lipschitz(networks[level])
+    limit = 4.0 / lipschitz if lipschitz > 0 else float("inf")
+    try:
+        recommended = auto_step_size(networks, data_scale, noise_levels=noise_levels)
+    except ValueError:
+        recommended = None
+    suggestion = 0.5 * step_size
+    if recommended is not None and recommended < suggestion:
+        suggestion = recommended
+    message = (
+        f"{what} {where}, with step_size={step_size:.4g} (step {float(steps[level]):.4g} at this level). "
+        f"The update x <- x + (eps/2) s(x) + sqrt(eps) z is stable only for eps below about 4/L "
+        f"= {limit:.4g}, L = {lipschitz:.4g} the score's Lipschitz bound. "
+        f"Try step_size={suggestion:.4g}"
+    )
+    if recommended is not None and auto is None:
+        message += f" (step_size='auto' gives {recommended:.4g})"
+    message += "."
+    if auto is not None:
+        message += (
+            " The automatic step already respects the stability limit, so the model itself may put "
+            "mass far from the data (a score that does not point back to the data in its tails): "
+            "check the fit (larger alpha) or sample with init='data' and fewer steps."
+        )
+    return message
+
+
+def _progress_bar(progress, total):
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:  # pragma: no cover - tqdm is an optional dependency
+        raise ImportError("progress=True needs tqdm: pip install tqdm (or skconvexscore[progress]).") from exc
+    return tqdm(total=total, unit="chain-step", unit_scale=True, desc="Langevin")

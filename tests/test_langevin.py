@@ -1,0 +1,293 @@
+"""Langevin sampling: exact stationary laws, mode proportions, reproducibility, divergence."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from skconvexscore import ConvexScoreMatcher, ScoreNetwork
+from skconvexscore._density import PiecewiseQuadraticDensity
+from skconvexscore._langevin import (
+    LangevinDivergenceError,
+    auto_step_size,
+    initial_state,
+    langevin_sample,
+    resolve_device,
+)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # The chunks in these tests are small; on a shared 2-core machine torch's
+    # thread pool then spends its time synchronising (measured 100x slower).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def univariate_network(w, b, a, v, c, activation="relu"):
+    """``s(x) = sum_j a_j phi(w_j x + b_j) + v x + c``."""
+    return ScoreNetwork(
+        np.asarray(w, float).reshape(-1, 1),
+        np.asarray(b, float).reshape(-1),
+        np.asarray(a, float).reshape(-1, 1),
+        np.array([[v]], float),
+        np.array([c], float),
+        activation,
+    )
+
+
+def gaussian_by_units(mean, var):
+    """``-(x - m)/v`` written with two ReLU units, no skip: relu(x-m) - relu(m-x) = x - m."""
+    return univariate_network([1.0, -1.0], [-mean, mean], [-1.0 / var, 1.0 / var], 0.0, 0.0)
+
+
+def gaussian_by_skip(mean, cov):
+    precision = np.linalg.inv(np.atleast_2d(cov))
+    d = precision.shape[0]
+    return ScoreNetwork(np.zeros((0, d)), np.zeros(0), np.zeros((0, d)), -precision,
+                        precision @ np.broadcast_to(mean, (d,)))
+
+
+def bimodal_network():
+    """Slopes -2, +2, -2 with kinks at -0.5 and 1.2: modes at -1.5 and 1.9, valley at 0.5.
+
+    The barriers are 2 and 0.98 nats, so chains cross them many times in a
+    few thousand steps.
+    """
+    return univariate_network([1.0, 1.0], [0.5, -1.2], [4.0, -4.0], -2.0, -3.0)
+
+
+def stationary_variance(var, step):
+    """Exact stationary variance of the update on the score -(x - m)/var."""
+    return var / (1.0 - step / (4.0 * var))
+
+
+# ----------------------------------------------------------------------------------------------
+# exact laws
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [gaussian_by_units, gaussian_by_skip])
+def test_gaussian_stationary_law(build):
+    mean, var, step, n = 1.5, 2.0, 0.8, 20000
+    network = build(mean, var)
+    start = np.full((n, 1), -3.0)
+    samples = langevin_sample(network, n, n_steps=300, step_size=step, init=start, random_state=0)
+    expected_var = stationary_variance(var, step)  # 2.222, 10% above var
+    assert samples.mean() == pytest.approx(mean, abs=4 * np.sqrt(expected_var / n))
+    assert samples.var() == pytest.approx(expected_var, abs=4 * expected_var * np.sqrt(2.0 / n))
+    # the test can tell the discretisation bias apart from the true variance
+    assert abs(samples.var() - var) > 4 * expected_var * np.sqrt(2.0 / n)
+
+
+def test_gaussian_2d_stationary_covariance():
+    mean = np.array([1.0, -2.0])
+    cov = np.array([[2.0, 0.6], [0.6, 0.5]])
+    step, n = 0.3, 20000
+    samples = langevin_sample(gaussian_by_skip(mean, cov), n, n_steps=400, step_size=step,
+                              init=np.zeros((n, 2)), random_state=1)
+    # C = Sigma (I - eps Sigma^{-1} / 4)^{-1}, eigen-direction by eigen-direction
+    expected = cov @ np.linalg.inv(np.eye(2) - step * np.linalg.inv(cov) / 4.0)
+    np.testing.assert_allclose(samples.mean(axis=0), mean, atol=4 * np.sqrt(np.diag(expected).max() / n))
+    np.testing.assert_allclose(np.cov(samples.T), expected, atol=4 * np.sqrt(2.0 / n) * np.diag(expected).max())
+
+
+def test_fitted_gaussian_regime_estimator():
+    X = np.random.default_rng(0).normal(3.0, 2.0, size=(150, 1))
+    model = ConvexScoreMatcher(alpha=1.0).fit(X)  # large alpha: the Gaussian score
+    var, step, n = X.var(), 2.0, 20000
+    samples = model.sample(n, n_steps=200, step_size=step, init="gaussian", random_state=0)
+    assert samples.shape == (n, 1)
+    expected_var = stationary_variance(var, step)
+    assert samples.mean() == pytest.approx(X.mean(), abs=4 * np.sqrt(expected_var / n))
+    assert samples.var() == pytest.approx(expected_var, abs=4 * expected_var * np.sqrt(2.0 / n))
+    # default: step "auto", init "data"
+    default = model.sample(4000, random_state=0)
+    assert default.var() == pytest.approx(1.05 * var, rel=0.1)
+
+
+def test_bimodal_mode_proportions():
+    network = bimodal_network()
+    density = PiecewiseQuadraticDensity(network)
+    left = float(density.cdf(0.5))  # exact mass of the left mode (about 0.74)
+    n = 4000
+    # all chains start in the right mode: the proportions come from the dynamics
+    samples = langevin_sample(network, n, n_steps=3000, step_size=0.02, init=np.full((n, 1), 1.9),
+                              random_state=0)[:, 0]
+    assert np.mean(samples < 0.5) == pytest.approx(left, abs=4 * np.sqrt(left * (1 - left) / n) + 0.01)
+    # and the whole law, up to the small-step bias
+    exact = density.sample(n, random_state=1)
+    assert stats.ks_2samp(samples, exact).pvalue > 1e-3
+
+
+def test_separable_2d_model_matches_exact_product_law():
+    # s(x) = (s_1(x_1), s_2(x_2)): units see one coordinate, so the field is the
+    # gradient of log p_1(x_1) + log p_2(x_2), and exact samples exist
+    first = bimodal_network()
+    second = univariate_network([1.0, -1.0], [-1.0, 1.0], [-1.0, 1.0], 0.0, 0.0)  # N(1, 1)
+    W = np.zeros((4, 2))
+    W[:2, 0], W[2:, 1] = first.hidden_weights[:, 0], second.hidden_weights[:, 0]
+    A = np.zeros((4, 2))
+    A[:2, 0], A[2:, 1] = first.output_weights[:, 0], second.output_weights[:, 0]
+    network = ScoreNetwork(W, np.concatenate([first.hidden_biases, second.hidden_biases]), A,
+                           np.diag([-2.0, 0.0]), np.array([-3.0, 0.0]))
+    n = 3000
+    samples = langevin_sample(network, n, n_steps=3000, step_size=0.02, init=np.zeros((n, 2)),
+                              random_state=0)
+    exact = np.column_stack([PiecewiseQuadraticDensity(first).sample(n, random_state=1),
+                             PiecewiseQuadraticDensity(second).sample(n, random_state=2)])
+    radius = lambda X: np.linalg.norm(X - [0.5, 1.0], axis=1)  # noqa: E731
+    assert stats.ks_2samp(radius(samples), radius(exact)).pvalue > 1e-3
+    assert stats.ks_2samp(samples[:, 1], exact[:, 1]).pvalue > 1e-3
+
+
+def test_fitted_ring_radius_distribution():
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 80)
+    radius = 2.0 + 0.2 * rng.normal(size=80)
+    X = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
+    model = ConvexScoreMatcher(alpha=0.05, n_patterns=60, random_state=0).fit(X)
+    samples = model.sample(2000, n_steps=300, random_state=0)
+    sample_radius = np.linalg.norm(samples - X.mean(axis=0), axis=1)
+    data_radius = np.linalg.norm(X - X.mean(axis=0), axis=1)
+    assert stats.ks_2samp(sample_radius, data_radius).pvalue > 1e-3
+    assert np.mean(sample_radius < 1.0) < 0.02  # the hole stays empty
+
+
+def test_annealed_langevin():
+    # level i: the score of N(0, 1 + sigma_i^2) (Gaussian data smoothed at sigma_i)
+    levels = np.array([2.0, 0.5, 0.1])
+    networks = [gaussian_by_skip(0.0, 1.0 + s**2) for s in levels]
+    step, n = 0.01, 5000
+    samples = langevin_sample(networks, n, n_steps=2500, step_size=step, noise_levels=levels,
+                              init=np.random.default_rng(0).normal(0, 3, (n, 1)), random_state=0)
+    expected = stationary_variance(1.0 + levels[-1] ** 2, step)
+    assert samples.var() == pytest.approx(expected, abs=4 * expected * np.sqrt(2.0 / n))
+    with pytest.raises(ValueError, match="decreasing"):
+        langevin_sample(networks, 2, n_steps=1, step_size=step, noise_levels=levels[::-1],
+                        init=np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="noise_levels"):
+        langevin_sample(networks, 2, n_steps=1, step_size=step, init=np.zeros((2, 1)))
+
+
+# ----------------------------------------------------------------------------------------------
+# step size, initialisation, devices
+# ----------------------------------------------------------------------------------------------
+
+
+def test_auto_step_size_rule():
+    var = 0.5
+    network = gaussian_by_units(0.0, var)
+    step = auto_step_size(network, data_scale=1.0, accuracy=0.05)
+    # L = 1/var = 2 > 1/scale^2: variance bias exactly 5 %
+    assert stationary_variance(var, step) == pytest.approx(1.05 * var)
+    # a flat score falls back on the data scale
+    flat = univariate_network([], [], [], 0.0, 0.0)
+    assert auto_step_size(flat, data_scale=3.0) == pytest.approx(4 * 0.05 / 1.05 * 9.0)
+    # annealing: every level's step obeys the rule for its own network
+    nets = [gaussian_by_skip(0.0, 1.0 + s**2) for s in (1.0, 0.1)]
+    base = auto_step_size(nets, 1.0, noise_levels=[1.0, 0.1])
+    single = [auto_step_size(net, 1.0) for net in nets]
+    assert base * 100 <= single[0] * (1 + 1e-12) and base <= single[1] * (1 + 1e-12)
+
+
+def test_initial_state():
+    X = np.arange(10.0).reshape(5, 2)
+    start = initial_state("data", 7, X=X, jitter=0.0, random_state=0)
+    assert start.shape == (7, 2) and all(row in X.tolist() for row in start.tolist())
+    gauss = initial_state("gaussian", 20000, location=np.array([1.0, 2.0]), scale=3.0, random_state=0)
+    np.testing.assert_allclose(gauss.mean(axis=0), [1.0, 2.0], atol=0.1)
+    np.testing.assert_allclose(gauss.std(axis=0), [3.0, 3.0], rtol=0.03)
+    with pytest.raises(ValueError, match="shape"):
+        initial_state(np.zeros((3, 2)), 4, X=X)
+    with pytest.raises(ValueError, match="init="):
+        initial_state("uniform", 4, X=X)
+
+
+def test_reproducible_on_cpu():
+    network = bimodal_network()
+    run = lambda seed: langevin_sample(network, 500, n_steps=50, step_size=0.05,  # noqa: E731
+                                       init=np.zeros((500, 1)), random_state=seed)
+    np.testing.assert_array_equal(run(3), run(3))
+    assert not np.array_equal(run(3), run(4))
+    X = np.random.default_rng(0).normal(size=(50, 1))
+    model = ConvexScoreMatcher(alpha=1.0).fit(X)
+    np.testing.assert_array_equal(model.sample(10, n_steps=20, random_state=1),
+                                  model.sample(10, n_steps=20, random_state=1))
+
+
+def test_float32_on_cpu():
+    samples = langevin_sample(gaussian_by_units(0.0, 1.0), 100, n_steps=10, step_size=0.1,
+                              init=np.zeros((100, 1)), dtype="float32", random_state=0)
+    assert samples.dtype == np.float64 and np.all(np.isfinite(samples))
+
+
+def test_progress_bar_runs():
+    pytest.importorskip("tqdm")
+    langevin_sample(gaussian_by_units(0.0, 1.0), 10, n_steps=5, step_size=0.1,
+                    init=np.zeros((10, 1)), progress=True, random_state=0)
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device(torch.device("cpu")).type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="not a device"):
+        resolve_device("gpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+@cuda
+@pytest.mark.cuda
+def test_reproducible_on_gpu():
+    network = bimodal_network()
+    run = lambda: langevin_sample(network, 1000, n_steps=50, step_size=0.05,  # noqa: E731
+                                  init=np.zeros((1000, 1)), device="cuda", random_state=5)
+    np.testing.assert_array_equal(run(), run())
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [None, "float64"])
+def test_cpu_and_gpu_agree_in_distribution(dtype):
+    network = bimodal_network()
+    n = 4000
+    kwargs = dict(n_steps=2000, step_size=0.02, init=np.full((n, 1), 1.9))
+    cpu = langevin_sample(network, n, device="cpu", random_state=0, **kwargs)[:, 0]
+    gpu = langevin_sample(network, n, device="cuda", dtype=dtype, random_state=1, **kwargs)[:, 0]
+    assert stats.ks_2samp(cpu, gpu).pvalue > 1e-3
+
+
+# ----------------------------------------------------------------------------------------------
+# divergence
+# ----------------------------------------------------------------------------------------------
+
+
+def test_divergence_names_a_step_size():
+    network = gaussian_by_units(0.0, 1.0)  # stable only for step < 4
+    with pytest.raises(LangevinDivergenceError, match=r"Try step_size=0\.\d+") as info:
+        langevin_sample(network, 100, n_steps=500, step_size=50.0, init=np.zeros((100, 1)),
+                        data_scale=1.0, random_state=0)
+    assert "4/L = 4" in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_divergence_to_non_finite_is_reported():
+    network = gaussian_by_units(0.0, 1e-3)
+    # float32 overflows within one check block: the error says so, never NaNs
+    with pytest.raises(LangevinDivergenceError, match="non-finite"):
+        langevin_sample(network, 50, n_steps=100, step_size=10.0, init=np.ones((50, 1)),
+                        dtype="float32", check_every=100, random_state=0)
+
+
+def test_estimator_divergence():
+    X = np.random.default_rng(0).normal(size=(50, 1))
+    model = ConvexScoreMatcher(alpha=1.0).fit(X)
+    with pytest.raises(LangevinDivergenceError, match="step_size='auto' gives"):
+        model.sample(20, n_steps=100, step_size=100.0, random_state=0)
