@@ -144,7 +144,7 @@ def main(argv=None):
         f"patterns        {model.n_patterns_}" + ("  (1-D: every data point is a kink)" if d == 1 else ""),
         f"solver          {model.solver_} ({model.solver_status_}, {model.n_iter_} iterations)",
         f"fit time        {model.fit_time_:.3f} s",
-        f"held-out score  {model.score(X):.6g}  (Hyvarinen criterion on the training data)",
+        f"train score     {model.score(X):.6g}  (Hyvarinen criterion, higher is better)",
     ]
     if samples is not None:
         lines.append(f"samples         {len(samples)} Langevin samples in {sample_time:.3f} s")
