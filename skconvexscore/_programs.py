@@ -93,6 +93,15 @@ def standardize(X):
     return centred / scale, Standardization(mean=mean, scale=scale)
 
 
+def _check_program_kind(program):
+    if program.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}")
+    if program.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}")
+    if (program.objective == "dsm") != (program.targets is not None):
+        raise ValueError("targets are required for 'dsm' and only for 'dsm'")
+
+
 # --------------------------------------------------------------------------
 # Univariate programs (d = 1)
 # --------------------------------------------------------------------------
@@ -139,12 +148,7 @@ class UnivariateProgram:
     targets: np.ndarray | None = None
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}")
-        if (self.objective == "dsm") != (self.targets is not None):
-            raise ValueError("targets are required for 'dsm' and only for 'dsm'")
+        _check_program_kind(self)
         if np.any(np.diff(self.x) < 0):
             raise ValueError("x must be sorted increasingly")
 
@@ -420,12 +424,7 @@ class ArrangementProgram:
     targets: np.ndarray | None = None
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}")
-        if (self.objective == "dsm") != (self.targets is not None):
-            raise ValueError("targets are required for 'dsm' and only for 'dsm'")
+        _check_program_kind(self)
 
     @property
     def n(self):
