@@ -6,6 +6,7 @@ network whose hidden units each feed one output, are convex programs
 result as scikit-learn estimators.
 """
 
+from ._denoising import ConvexDenoisingScoreMatcher
 from ._network import ScoreNetwork
 from ._programs import gaussian_regime_alpha, univariate_alpha_bound
 from ._score_matching import ConvexScoreMatcher
@@ -13,6 +14,7 @@ from ._score_matching import ConvexScoreMatcher
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvexDenoisingScoreMatcher",
     "ConvexScoreMatcher",
     "ScoreNetwork",
     "gaussian_regime_alpha",
