@@ -228,8 +228,9 @@ def recover_arrangement(program, positive, negative, skip_weights, intercepts, s
     bias = np.asarray(intercepts, dtype=np.float64).copy() if program.skip_connection else np.zeros(d)
     for k in range(d):
         for weights, sign in ((positive[k], 1.0), (negative[k], -1.0)):
-            norms = np.linalg.norm(weights, axis=1)
-            keep = _nonzero(norms)
+            # a block with a zero slope is zero: its pattern is neither empty
+            # nor full, so the cone forces its bias to zero as well
+            keep = _nonzero(np.linalg.norm(weights[:, :d], axis=1))
             if not np.any(keep):
                 continue
             v = _nudge_into_cone(weights[keep], gates[keep], signs[:, keep], features, cone_nudge)

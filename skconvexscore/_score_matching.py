@@ -49,9 +49,10 @@ class ConvexScoreMatcher(_BaseConvexScore):
     solver : {"auto", "cvxpy", "univariate", "first_order"}, default="auto"
         ``"cvxpy"``: interior point (Clarabel), the reference. ``"univariate"``:
         the exact structured 1-D solver. ``"first_order"``: augmented
-        Lagrangian in PyTorch for ``d >= 2`` (CPU or GPU). ``"auto"``: the
-        univariate solver in 1-D; cvxpy for small arrangement programs, first
-        order for large ones.
+        Lagrangian in PyTorch for ``d >= 2`` (CPU or GPU; experimental: slower
+        than cvxpy on the CPU). ``"auto"``: the univariate solver in 1-D;
+        cvxpy in d >= 2, first order when ``solver_options`` asks for a CUDA
+        ``device``.
     solver_options : dict, default=None
         Passed to the backend (e.g. ``{"solver": "SCS"}`` for cvxpy,
         ``{"device": "cuda"}`` for first order).
