@@ -90,7 +90,7 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
           + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
-    header = f"| device | dtype | units | chains | steps | skconvexscore (chain-steps/s) | eager PyTorch (chain-steps/s) | speed-up |"
+    header = "| device | dtype | units | chains | steps | skconvexscore (chain-steps/s) | eager PyTorch (chain-steps/s) | speed-up |"
     print(header)
     print("|" + "---|" * 8)
     for device in devices:

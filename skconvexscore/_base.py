@@ -16,7 +16,6 @@ from ._programs import (
     UnivariateProgram,
     arrangement_alpha_hint,
     sample_patterns,
-    standardize,
 )
 from ._solvers import SOLVERS, solve_arrangement, solve_univariate
 

@@ -423,7 +423,7 @@ def _recession_certificate(program, k, U):
     if not np.isfinite(norm) or norm == 0:
         return None
     delta = U / norm
-    n, d, P = program.n, program.d, program.n_patterns
+    n, d = program.n, program.d
     block_norms = np.linalg.norm(delta, axis=-1)  # (2, P)
     flat = np.argsort(-block_norms, axis=None)[:_MAX_SNAP_BLOCKS]
     flat = flat[block_norms.ravel()[flat] >= 1e-3 * block_norms.max()]
@@ -524,7 +524,7 @@ def _run(op, U0, lam0, rho0, tol, max_iter, verbose, budget_used=0):
     import torch
 
     t = op.t
-    n, d, P = t.n, t.d, t.P
+    d, P = t.d, t.P
     alpha = t.alpha
     shape = (2 * P, d + 1)
     L_A = _power_lipschitz(op, shape) * _LIPSCHITZ_SAFETY

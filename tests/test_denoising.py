@@ -14,34 +14,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skconvexscore import ConvexDenoisingScoreMatcher
 from skconvexscore._denoising import _draw_noise, _noisy_sample
 
+from _builders import bimodal, mixture_2d
+
 SOLVERS_1D = ["auto", "cvxpy"]
-
-
-def bimodal(n, seed=0):
-    rng = np.random.default_rng(seed)
-    left = rng.random(n) < 0.5
-    return np.where(left, rng.normal(-2.0, 0.5, n), rng.normal(2.0, 0.6, n))[:, None]
-
-
-def mixture_2d(n, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = np.array([[-2.0, 0.0], [2.0, 0.5]])
-    return centres[rng.integers(0, 2, n)] + 0.5 * rng.standard_normal((n, 2))
 
 
 def noisy_training_set(model, X, noise_level):
     """The noisy sample and targets of ``model``'s program at ``noise_level`` (int seed)."""
     eps, _ = _draw_noise(model.random_state, X.shape[0], X.shape[1], model.n_noise_samples)
     return _noisy_sample(np.asarray(X, dtype=np.float64), eps, noise_level)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # small tensors: on a shared 2-core machine torch's thread pool mostly synchronises
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @parametrize_with_checks(

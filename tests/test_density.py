@@ -7,17 +7,7 @@ from scipy import integrate, stats
 from skconvexscore import ConvexScoreMatcher, ScoreNetwork
 from skconvexscore._density import PiecewiseQuadraticDensity, check_density_available
 
-
-def univariate_network(w, b, a, v, c, activation="relu"):
-    """``s(x) = sum_j a_j phi(w_j x + b_j) + v x + c``."""
-    return ScoreNetwork(
-        np.asarray(w, float).reshape(-1, 1),
-        np.asarray(b, float).reshape(-1),
-        np.asarray(a, float).reshape(-1, 1),
-        np.array([[v]], float),
-        np.array([c], float),
-        activation,
-    )
+from _builders import univariate_network
 
 
 def gaussian_network(mean, var):

@@ -15,29 +15,9 @@ from skconvexscore._langevin import (
     resolve_device,
 )
 
+from _builders import univariate_network
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # The chunks in these tests are small; on a shared 2-core machine torch's
-    # thread pool then spends its time synchronising (measured 100x slower).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def univariate_network(w, b, a, v, c, activation="relu"):
-    """``s(x) = sum_j a_j phi(w_j x + b_j) + v x + c``."""
-    return ScoreNetwork(
-        np.asarray(w, float).reshape(-1, 1),
-        np.asarray(b, float).reshape(-1),
-        np.asarray(a, float).reshape(-1, 1),
-        np.array([[v]], float),
-        np.array([c], float),
-        activation,
-    )
 
 
 def gaussian_by_units(mean, var):

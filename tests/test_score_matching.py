@@ -13,19 +13,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvexscore import ConvexScoreMatcher, gaussian_regime_alpha
 
+from _builders import bimodal, mixture_2d
+
 SOLVERS_1D = ["auto", "cvxpy"]
-
-
-def bimodal(n, seed=0):
-    rng = np.random.default_rng(seed)
-    left = rng.random(n) < 0.5
-    return np.where(left, rng.normal(-2.0, 0.5, n), rng.normal(2.0, 0.6, n))[:, None]
-
-
-def mixture_2d(n, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = np.array([[-2.0, 0.0], [2.0, 0.5]])
-    return centres[rng.integers(0, 2, n)] + 0.5 * rng.standard_normal((n, 2))
 
 
 @parametrize_with_checks([ConvexScoreMatcher(), ConvexScoreMatcher(activation="abs", skip_connection=False)])
