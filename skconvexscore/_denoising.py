@@ -144,7 +144,11 @@ class ConvexDenoisingScoreMatcher(_BaseConvexScore):
     solver_options : dict, default=None
         Passed to the backend.
     tol : float, default=1e-6
-        Certified optimality tolerance of the structured solvers.
+        Certified optimality tolerance of the structured solvers (relative
+        KKT residual or duality gap). The univariate solver uses
+        ``min(tol, 1e-8)``, which costs a few cheap iterations and lets it
+        prove inactive kinks exactly zero. The cvxpy path uses Clarabel's own
+        tolerances.
     max_iter : int, default=None
         Iteration limit of the structured solvers (None: their default).
     n_jobs : int, default=None
