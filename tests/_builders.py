@@ -1,6 +1,7 @@
 """Data sets and hand-built networks shared by the test modules."""
 
 import numpy as np
+import torch
 
 from skconvexscore import ScoreNetwork
 
@@ -29,3 +30,14 @@ def univariate_network(w, b, a, v, c, activation="relu"):
         np.array([c], float),
         activation,
     )
+
+
+def minimise_with_adam(objective, parameters, steps, lr=1e-2):
+    """Run Adam on ``objective()`` over ``parameters``; return the final value."""
+    optimiser = torch.optim.Adam(parameters, lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        objective().backward()
+        optimiser.step()
+    with torch.no_grad():
+        return float(objective())

@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skconvexscore import ConvexDenoisingScoreMatcher
 from skconvexscore._denoising import _draw_noise, _noisy_sample
 
-from _builders import bimodal, mixture_2d
+from _builders import bimodal, minimise_with_adam, mixture_2d
 
 SOLVERS_1D = ["auto", "cvxpy"]
 
@@ -119,7 +119,6 @@ def _adam_dsm(noisy, targets, alpha, width, steps, seed, activation="relu"):
     V = torch.nn.Parameter(torch.zeros(d, d, dtype=torch.float64))
     c = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
     A_mask = torch.nn.functional.one_hot(torch.arange(width) % d, d).to(torch.float64)
-    optimiser = torch.optim.Adam([W, b, r, V, c], lr=1e-2)
 
     def objective():
         pre = x @ W.T + b
@@ -127,13 +126,7 @@ def _adam_dsm(noisy, targets, alpha, width, steps, seed, activation="relu"):
         s = hidden @ (r[:, None] * A_mask) + x @ V.T + c
         return 0.5 * ((s - y) ** 2).sum(1).mean() + 0.5 * alpha * ((W**2).sum() + (r**2).sum())
 
-    for _ in range(steps):
-        optimiser.zero_grad()
-        loss = objective()
-        loss.backward()
-        optimiser.step()
-    with torch.no_grad():
-        return float(objective())
+    return minimise_with_adam(objective, [W, b, r, V, c], steps)
 
 
 def test_adam_never_beats_the_convex_optimum():

@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvexscore import ConvexScoreMatcher, gaussian_regime_alpha
 
-from _builders import bimodal, mixture_2d
+from _builders import bimodal, minimise_with_adam, mixture_2d
 
 SOLVERS_1D = ["auto", "cvxpy"]
 
@@ -92,7 +92,6 @@ def _adam_sm(X, alpha, width, steps, seed):
     c = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
     owner = torch.arange(width) % d  # output fed by each unit
     A_mask = torch.nn.functional.one_hot(owner, d).to(torch.float64)
-    optimiser = torch.optim.Adam([W, b, r, V, c], lr=1e-2)
 
     def objective():
         pre = x @ W.T + b
@@ -100,13 +99,7 @@ def _adam_sm(X, alpha, width, steps, seed):
         trace = (pre > 0).to(torch.float64) @ (r * W[torch.arange(width), owner]) + torch.trace(V)
         return (0.5 * (s**2).sum(1) + trace).mean() + 0.5 * alpha * ((W**2).sum() + (r**2).sum())
 
-    for _ in range(steps):
-        optimiser.zero_grad()
-        loss = objective()
-        loss.backward()
-        optimiser.step()
-    with torch.no_grad():
-        return float(objective())
+    return minimise_with_adam(objective, [W, b, r, V, c], steps)
 
 
 def test_adam_never_beats_the_convex_optimum():
