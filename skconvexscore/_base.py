@@ -63,19 +63,18 @@ class _BaseConvexScore(BaseEstimator):
         ``objective`` is in the user's coordinates (``J_z / scale**2``).
         Unbounded programs are reported as a ValueError naming the bound.
         """
+        settings = {
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "solver_options": self.solver_options,
+            "verbose": bool(self.verbose),
+        }
         if isinstance(program, UnivariateProgram):
             bound = program.well_posedness_bound()
             if program.alpha < bound:
                 raise ValueError(_univariate_unbounded_message(program, bound, self.activation,
                                                                self.skip_connection))
-            solution, backend = solve_univariate(
-                program,
-                self.solver,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                solver_options=self.solver_options,
-                verbose=bool(self.verbose),
-            )
+            solution, backend = solve_univariate(program, self.solver, **settings)
             network = recover_univariate(
                 program, solution.coef, solution.slope, solution.intercept, standardization
             )
@@ -90,15 +89,7 @@ class _BaseConvexScore(BaseEstimator):
         if program.objective == "sm" and program.skip_connection:
             _check_full_rank(program.Z)
         try:
-            solutions, backend = solve_arrangement(
-                program,
-                self.solver,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                solver_options=self.solver_options,
-                n_jobs=self.n_jobs,
-                verbose=bool(self.verbose),
-            )
+            solutions, backend = solve_arrangement(program, self.solver, n_jobs=self.n_jobs, **settings)
         except UnboundedProgramError as exc:
             hint = arrangement_alpha_hint(program.n, program.d)
             raise ValueError(
@@ -109,14 +100,7 @@ class _BaseConvexScore(BaseEstimator):
                 f"roughly d/n = {hint:.4g}. Increase alpha, or use ConvexDenoisingScoreMatcher, "
                 f"which is always bounded."
             ) from exc
-        network = recover_arrangement(
-            program,
-            np.stack([s.positive for s in solutions]),
-            np.stack([s.negative for s in solutions]),
-            np.stack([s.skip_row for s in solutions]),
-            np.array([s.intercept for s in solutions]),
-            standardization,
-        )
+        network = recover_arrangement(program, solutions, standardization)
         objective = sum(s.objective for s in solutions) / standardization.scale**2
         statuses = {s.status for s in solutions}
         info = {
@@ -153,10 +137,6 @@ class _BaseConvexScore(BaseEstimator):
         self.skip_weights_ = network.skip_weights
         self.output_bias_ = network.output_bias
         self.n_neurons_ = int(network.n_units)
-
-    @staticmethod
-    def _random_state(random_state):
-        return check_random_state(random_state)
 
     # ------------------------------------------------------------------
     # prediction
@@ -365,11 +345,6 @@ class _BaseConvexScore(BaseEstimator):
         X = self._validate_query(X)
         return PiecewiseQuadraticDensity(network).log_density(X[:, 0])
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = False
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 def _check_full_rank(Z):

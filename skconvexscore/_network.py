@@ -193,8 +193,7 @@ def recover_univariate(program, coef, slope, intercept, standardization, kink_sh
     return _to_original(W_z, b_z, A_z, V_z, c_z, standardization, program.activation)
 
 
-def recover_arrangement(program, positive, negative, skip_weights, intercepts, standardization,
-                        cone_nudge=_CONE_NUDGE):
+def recover_arrangement(program, solutions, standardization, cone_nudge=_CONE_NUDGE):
     """The network of a d >= 2 solution (all outputs).
 
     Every non-zero ``v_i`` (``w_i``) of output ``k`` becomes the unit
@@ -210,10 +209,8 @@ def recover_arrangement(program, positive, negative, skip_weights, intercepts, s
     Parameters
     ----------
     program : ArrangementProgram
-    positive, negative : ndarray of shape (d, P, d + 1)
-        ``v`` and ``w`` of every output.
-    skip_weights : ndarray of shape (d, d)
-    intercepts : ndarray of shape (d,)
+    solutions : list of OutputSolution
+        One per output coordinate, in order.
     standardization : Standardization
     cone_nudge : float, default=1e-8
 
@@ -225,16 +222,16 @@ def recover_arrangement(program, positive, negative, skip_weights, intercepts, s
     gates = program.gates
     features, signs = program.features, program.signs
     Ws, bs, As = [], [], []
-    bias = np.asarray(intercepts, dtype=np.float64).copy() if program.skip_connection else np.zeros(d)
-    for k in range(d):
-        for weights, sign in ((positive[k], 1.0), (negative[k], -1.0)):
+    skip = program.skip_connection
+    bias = np.array([s.intercept for s in solutions], dtype=np.float64) if skip else np.zeros(d)
+    for k, solution in enumerate(solutions):
+        for weights, sign in ((solution.positive, 1.0), (solution.negative, -1.0)):
             # a block with a zero slope is zero: its pattern is neither empty
             # nor full, so the cone forces its bias to zero as well
             keep = _nonzero(np.linalg.norm(weights[:, :d], axis=1))
             if not np.any(keep):
                 continue
             v = _nudge_into_cone(weights[keep], gates[keep], signs[:, keep], features, cone_nudge)
-            # a pattern that is neither empty nor full forces a non-zero slope
             root = np.sqrt(np.linalg.norm(v[:, :d], axis=1))
             unit = v / root[:, None]
             Ws.append(unit[:, :d])
@@ -245,7 +242,7 @@ def recover_arrangement(program, positive, negative, skip_weights, intercepts, s
     W_z = np.vstack(Ws) if Ws else np.zeros((0, d))
     b_z = np.concatenate(bs) if bs else np.zeros(0)
     A_z = np.vstack(As) if As else np.zeros((0, d))
-    V_z = np.asarray(skip_weights, dtype=np.float64) if program.skip_connection else np.zeros((d, d))
+    V_z = np.stack([s.skip_row for s in solutions]).astype(np.float64) if skip else np.zeros((d, d))
     return _to_original(W_z, b_z, A_z, V_z, bias, standardization, program.activation)
 
 

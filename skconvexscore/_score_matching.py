@@ -3,6 +3,7 @@
 import time
 
 from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
 
 from ._base import _BaseConvexScore
 from ._programs import standardize
@@ -178,7 +179,7 @@ class ConvexScoreMatcher(_BaseConvexScore):
         X = self._validate_training_data(X)
         start = time.perf_counter()
         Z, standardization = standardize(X)
-        program = self._build_program("sm", Z, None, self._random_state(self.random_state))
+        program = self._build_program("sm", Z, None, check_random_state(self.random_state))
         network, objective, info = self._solve_program(program, standardization)
         self.fit_time_ = time.perf_counter() - start
 

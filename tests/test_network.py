@@ -52,14 +52,7 @@ def test_arrangement_network_objective_equals_the_convex_value(objective, activa
     alpha = 0.2 if objective == "sm" else 0.02
     program = ArrangementProgram(objective, Z, masks, gates, alpha, activation, skip, targets)
     sols = [solve_arrangement_output_cvxpy(program, k) for k in range(2)]
-    net = recover_arrangement(
-        program,
-        np.stack([s.positive for s in sols]),
-        np.stack([s.negative for s in sols]),
-        np.stack([s.skip_row for s in sols]),
-        np.array([s.intercept for s in sols]),
-        st,
-    )
+    net = recover_arrangement(program, sols, st)
     optimum = sum(s.objective for s in sols) / st.scale**2
     assert net.n_units > 0
     if objective == "sm":
