@@ -3,6 +3,9 @@
 Prints a Markdown table: fit time (s) and objective (standardised units) of
 
 * ``exact``   -- :func:`skconvexscore._univariate_solver.solve_univariate_exact`;
+  ``iters`` are its interior point iterations (summed over the working-set
+  rounds), ``path`` is ``ws K/R`` when the working set certified the solution
+  with ``K`` knots after ``R`` rounds, ``full`` when the full IPM solved it;
 * ``dense``   -- :func:`solve_univariate_cvxpy` (n x n atom matrix, Clarabel), run
   only up to ``--dense-max`` points;
 * ``sparse``  -- CVXPY + Clarabel on the best sparse formulation: values ``f`` and
@@ -70,9 +73,9 @@ def main():
     args = parser.parse_args()
     sizes = [100, 2000, 10_000] if args.quick else [100, 2000, 10_000, 100_000, 1_000_000]
     rng = np.random.default_rng(args.seed)
-    print("| data | program | n (points) | exact s | exact objective | iters | dense s | dense objective "
-          "| sparse s | sparse objective (status) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | program | n (points) | exact s | exact objective | iters | path | dense s "
+          "| dense objective | sparse s | sparse objective (status) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in ("normal", "bimodal"):
         for n in sizes:
             z = data(kind, n, rng)
@@ -92,10 +95,12 @@ def main():
             for name, program in programs:
                 try:
                     t_exact, sol = timed(lambda: solve_univariate_exact(program))
+                    knots = sol.info["working_set"]
+                    path = "full" if knots is None else f"ws {knots}/{sol.info['working_set_rounds']}"
                     row = [kind, name, str(program.n), f"{t_exact:.3f}", f"{sol.objective:.8g}",
-                           str(sol.n_iter)]
+                           str(sol.n_iter), path]
                 except Exception as exc:  # report, do not hide: an uncertified fit is a failure
-                    row = [kind, name, str(program.n), "failed", type(exc).__name__, "-"]
+                    row = [kind, name, str(program.n), "failed", type(exc).__name__, "-", "-"]
                 if program.n <= args.dense_max:
                     t0 = time.perf_counter()
                     try:

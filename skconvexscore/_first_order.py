@@ -16,29 +16,49 @@ SM: ``y = 0``, ``c_j = sigma_j tr(D_i) e_k`` (``2 tr D_i - n`` for abs),
 
 Algorithm
 ---------
-The unpenalised ``beta`` is eliminated exactly: for fixed ``u`` it solves the
-normal equations ``B^T (A u + B beta - y) + b = 0`` (a (d+1) x (d+1) system),
-so the smooth part is ``g(u) = min_beta g(u, beta)`` with gradient
-``(1/n) (A^T F + c)``, ``F = A u + B beta(u) - y`` (envelope theorem).
+The unpenalised ``beta`` is eliminated exactly (for fixed ``u`` it solves a
+(d+1) x (d+1) least-squares system), which leaves a quadratic in the
+differences ``a_i = v_i - w_i`` only::
 
-The cone constraints are handled by an augmented Lagrangian (method of
-multipliers, as pilancilab/scnn does) with multipliers ``lambda_j >= 0``::
+    g(u) = 1/2 a^T H a + r . a + const,   H = Phi^T P_perp Phi / n,
+    Phi = [S_1 * Zt, ..., S_P * Zt]  (n x P(d+1)),  P_perp = I - B (B^T B)^+ B^T.
 
-    L_rho(u; lambda) = g(u) + alpha sum_j ||u_j[:d]||
-                       + (rho / 2n) sum_j ||(lambda_j / rho - K_j u_j)_+||^2
+``H`` is formed once per program (in float64, by row chunks) and shared by
+the outputs: after it, no ADMM iteration touches the ``n`` points. ADMM splits
+the penalty and the cones off ``u``::
 
-Each subproblem is solved by FISTA (accelerated proximal gradient) with
-gradient-based adaptive restart; the prox of ``t alpha ||u[:d]||`` is block
-soft-thresholding of the first ``d`` coordinates (the bias coordinate is left
-alone). Then ``lambda <- (lambda - rho K u)_+`` and ``rho`` grows when the
-violation stalls. Every step is a few dense ``n x P`` tensor operations:
-nothing loops over points or patterns in Python.
+    min g(u) + alpha sum_j ||z_j[:d]|| + I_{>=0}(s)   s.t.  u = z,  Y u = s
+
+where ``Y`` holds a *working set* of each cone's constraint rows, normalised
+to unit length and shared by ``v_i`` and ``w_i``. A cone in ``R^{d+1}`` has a
+handful of facets among its ``n`` rows; carrying all of them makes ADMM both
+``O(n P d)`` per iteration and badly conditioned (thousands of nearly
+parallel rows). The set starts with the ``4(d+1)`` hyperplanes nearest, in
+angle, to the pattern's interior gate; at every tenfold drop of the ADMM
+residuals the full ``n x 2P`` constraints are checked and the worst violated
+rows of each pattern (``2(d+1)`` at most) are added. Nothing is certified
+before the full check passes, so the working set only affects speed.
+
+The ``u``-step solves ``(Q + rho_z I + rho_s Y^T Y) u = rhs``; in the rotated
+blocks ``(v - w, v + w) / sqrt 2`` it splits into one ``P(d+1)`` Cholesky
+factorisation (of ``2 H + diag_i (rho_z I + rho_s Y_i^T Y_i)``, refactorised
+only when a penalty or the working set changes) and ``P`` small inverses. The
+``z``-step is block soft-thresholding of the first ``d`` coordinates (the bias
+coordinate is unpenalised), the ``s``-step a clamp at zero. Iterations use
+over-relaxation (1.6) and the residual balancing of OSQP, with one penalty per
+split. An iteration costs ``O((P(d+1))^2)`` whatever ``n``; on the CPU it runs
+on one thread (it is latency bound) and only the Hessian gets the caller's
+threads; on a GPU everything runs on the device.
 
 Certificate
 -----------
-From a primal ``u`` (cleaned: blocks of negligible norm zeroed) the dual point
-is ``z = F`` (the residual; ``B^T z + b = 0`` holds by construction) and
-``mu_j = lambda_j / n``. Weak duality gives, for every feasible ``u'``,
+From a primal ``u`` (the ``z`` iterate, cleaned of negligible blocks and
+moved into its cones along each pattern's interior gate, so that it is exactly
+feasible) the dual point is ``z = F`` (the residual; ``B^T z + b = 0`` holds by
+construction) and ``mu_j``, the multipliers of the carried rows (``-rho_s``
+times their scaled duals) rescaled to the unnormalised constraints, zero on
+the other rows. Weak duality gives, for every
+feasible ``u'``,
 
     P(u') >= D(z) + sum_j [ mu_j . K_j u'_j + w_j . u'_j + alpha ||u'_j[:d]|| ],
     D(z) = -(1/n) (1/2 ||z||^2 + z . y),   w_j = (1/n)(A_j^T z + c_j) - K_j^T mu_j
@@ -49,27 +69,28 @@ by shifting ``mu_j`` on the points of one side of the pattern. For DSM
 (``c = b = 0``) the remaining excess is removed by scaling ``(z, mu)`` by
 ``theta = min(1, alpha / max_j ||w_j[:d]||)``, which keeps every equality: the
 reported ``duality_gap = P(u) - D(theta z)`` is a rigorous bound on
-``P(u) - optimum`` (up to rounding and the cone violation). For SM the linear
-terms forbid scaling; the excess ``e_j = (||w_j[:d]|| - alpha)_+`` is charged
-as ``sum_j e_j ||u_j[:d]||`` (exact at the optimum, a first-order estimate
-otherwise) and also reported as ``info["dual_residual"]``. The solver stops
-when ``duality_gap <= tol max(1, |P|)`` and the relative cone violation
-``max_j max_i (-K_j u_j)_+ / ||u_j|| <= tol``.
+``P(u) - optimum`` (up to rounding). For SM the linear terms forbid scaling;
+the excess ``e_j = (||w_j[:d]|| - alpha)_+`` is charged as ``sum_j e_j
+||u_j[:d]||`` (exact at the optimum, a first-order estimate otherwise) and
+also reported, relative to ``alpha``, as ``info["dual_residual"]`` (a KKT
+residual). The solver stops when ``duality_gap <= tol max(1, |P|)``, the
+relative cone violation is ``<= tol`` and the dual residual ``<= sqrt(tol)``.
 
 Unboundedness (SM only)
 -----------------------
 Below a data-dependent ``alpha`` (about ``d/n``) the SM program has a recession
 direction: ``delta`` in the cones with zero fit (``A delta`` in the range of
 ``B``) and negative cost ``(1/n)(c . delta - b^T M B^T A delta) + alpha sum_j
-||delta_j[:d]|| < 0`` (``M = (B^T B)^{-1}``); the iterates then run away along
-it. When the iterate norm has grown far beyond its earlier size, its direction
-is *snapped* onto an exact recession direction: the blocks that carry it are
-kept, constraints that are nearly tight are made tight, and the direction is
-projected (least squares, float64) onto ``{P_perp A delta = 0, tight rows = 0}``.
-If the snapped direction is feasible, has zero fit to rounding and negative
-cost, it is a certificate of unboundedness and :class:`UnboundedProgramError`
-is raised. Otherwise the solver keeps going and, at ``max_iter``, raises
-:class:`SolverError` saying that the iterates were diverging.
+||delta_j[:d]|| < 0`` (``M = (B^T B)^{-1}``); ADMM's iterates then run away
+along it. When the iterate norm has grown far beyond its earlier size, its
+direction is *snapped* onto an exact recession direction: the blocks that
+carry it are kept, constraints that are nearly tight are made tight, and the
+direction is projected (least squares, float64) onto ``{P_perp A delta = 0,
+tight rows = 0}``. If the snapped direction is feasible, has zero fit to
+rounding and negative cost, it is a certificate of unboundedness and
+:class:`UnboundedProgramError` is raised. Iterates that keep growing with a
+decreasing objective without such a certificate raise it too ("numerically
+unbounded"); nothing uncertified is returned.
 
 torch is imported inside the functions so that ``import skconvexscore`` does
 not load it; results are NumPy float64 arrays.
@@ -89,29 +110,29 @@ __all__ = [
     "solve_arrangement_output_first_order",
 ]
 
-# Multipliers are returned (float32, in ``info``) for warm starts only while
+# Scaled duals are returned (float32, in ``info``) for warm starts only while
 # they are this small: n * 2P entries.
 _MAX_STORED_MULTIPLIERS = 10_000_000
-# Below this relative tolerance float32 cannot certify; auto dtype refines in float64.
-_FLOAT32_TOL = 1e-4
-# Power-iteration estimates of ||A||^2 converge from below; inflate them.
-_LIPSCHITZ_SAFETY = 1.2
-_POWER_ITERATIONS = 60
-# Augmented-Lagrangian schedule.
-_RHO_GROWTH = 5.0
-_RHO_INIT = 1.0  # rho * L_K = this * L_A at the start
-_RHO_MAX_RATIO = 1e5  # rho * L_K <= this * L_A
-_VIOLATION_DECREASE = 0.25
-_INNER_MAX = 3000
-_INNER_FIRST = 100  # inner cap of the first subproblem; doubles every outer iteration
+_RELAXATION = 1.6
+# Residuals are checked, and rho rebalanced, every this many iterations.
+_CHECK_EVERY = 10
+# rho is rebalanced when the root of the primal/dual residual ratio leaves [1/2, 2].
+_RHO_ADAPT_RATIO = 2.0
+_RHO_RANGE = 1e6
+# Working set: rows per pattern at the start and added per round, per input dimension.
+_INITIAL_ROWS_PER_DIMENSION = 4
+_ROWS_ADDED_PER_ROUND = 2
 # Unboundedness watch: test the direction once the iterate norm exceeds this
 # multiple of the norm seen when the watch started, then at every doubling.
+_WATCH_START = 50
 _RUNAWAY_FACTOR = 30.0
 _DIVERGENCE_FACTOR = 1e3
 _TIGHT_THRESHOLDS = (1e-9, 1e-7, 1e-5, 1e-4, 1e-3, 1e-2)
 _MAX_SNAP_BLOCKS = 24
-# n * P below which a CPU solve runs on one thread
-_SMALL_PROBLEM = 200_000
+# entries of one row chunk of Phi while forming H
+_HESSIAN_CHUNK = 1 << 23
+# Blocks whose input weights are below this fraction of the largest are residue.
+_RESIDUE = 1e-6
 
 
 # --------------------------------------------------------------------------
@@ -127,8 +148,7 @@ def _resolve_device_dtype(device, dtype):
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} requested but CUDA is not available.")
-    auto = dtype is None
-    if auto:
+    if dtype is None:
         dtype = torch.float32 if device.type == "cuda" else torch.float64
     elif isinstance(dtype, str):
         dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
@@ -136,18 +156,19 @@ def _resolve_device_dtype(device, dtype):
             raise ValueError("dtype must be None, 'float32', 'float64' or a torch dtype.")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
-    return device, dtype, auto
+    return device, dtype
 
 
-def estimate_memory_bytes(n, n_patterns, dtype_bytes=8):
+def estimate_memory_bytes(n, n_patterns, n_features, dtype_bytes=8):
     """Peak device memory of one output's solve, in bytes (an estimate).
 
-    The iteration holds about a dozen ``n x P`` arrays: the masks ``S`` and
-    signs ``G``, and for both the ``v`` and ``w`` blocks the multipliers, the
-    pre-activations, the clipped multipliers and the gradient weights (plus
-    temporaries). Everything else is ``O(P d)``.
+    The iteration holds about ten ``n x 2P`` arrays (the cone signs and output
+    masks, the split ``s``, its scaled dual, the cone products and
+    temporaries), the float64 ``P(d+1)`` square Hessian and its Cholesky
+    factor, and one row chunk of the pattern design while ``H`` is formed.
     """
-    return int(14 * n * n_patterns * dtype_bytes)
+    width = n_patterns * (n_features + 1)
+    return int(20 * n * n_patterns * dtype_bytes + 2 * 8 * width**2 + 8 * _HESSIAN_CHUNK)
 
 
 class _Tensors:
@@ -162,7 +183,7 @@ class _Tensors:
         self.alpha = float(program.alpha)
         self.sm = program.objective == "sm"
         self.skip = bool(program.skip_connection)
-        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=dtype)  # noqa: E731
+        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=dtype)
         self.X = as_t(program.features)  # (n, d+1)
         masks = torch.as_tensor(np.ascontiguousarray(program.masks), device=device)
         signs = torch.where(masks, 1.0, -1.0).to(dtype)  # (n, P) cone signs
@@ -172,12 +193,49 @@ class _Tensors:
         self.G = torch.cat([signs, signs], dim=1)  # (n, 2P)
         self.S = torch.cat([out, -out], dim=1)  # sigma_j S_j, (n, 2P)
         self.trace_counts = as_t(program.trace_counts())  # (P,)
-        gram = program.features.T @ program.features
+        # from the stored points, so that P_perp projects exactly onto what H is built
+        # from (float32 storage would otherwise leave H slightly indefinite)
+        stored = self.X.to(torch.float64).cpu().numpy()
+        gram = stored.T @ stored
         # pinv: a rank-deficient skip design (collinear data) still has a least-squares beta
-        self.M = as_t(np.linalg.pinv(gram)) if self.skip else None
-        self.L_K = float(np.linalg.eigvalsh(gram)[-1]) / self.n
+        pinv = np.linalg.pinv(gram)
+        self.M = as_t(pinv) if self.skip else None
+        self.M64 = torch.as_tensor(pinv, device=device, dtype=torch.float64)
+        self.feature_gram = torch.as_tensor(gram / self.n, device=device, dtype=torch.float64)
         self.targets = program.targets
         self.gates = as_t(program.gates)
+        self.hessian = None  # formed on first use, in float64
+        self.threads = torch.get_num_threads()
+
+    def pattern_hessian(self):
+        """``H = Phi^T P_perp Phi / n`` in float64, shape (P(d+1), P(d+1))."""
+        import torch
+
+        if self.hessian is not None:
+            return self.hessian
+        f64 = torch.float64
+        n, d, P = self.n, self.d, self.P
+        width = P * (d + 1)
+        X = self.X.to(f64)
+        out = self.S[:, :P].to(f64)
+        H = torch.zeros((width, width), device=self.device, dtype=f64)
+        cross = torch.zeros((width, d + 1), device=self.device, dtype=f64)
+        rows = max(1, _HESSIAN_CHUNK // width)
+        single = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            for start in range(0, n, rows):
+                Xc = X[start:start + rows]
+                Phi = (out[start:start + rows, :, None] * Xc[:, None, :]).reshape(-1, width)
+                H.addmm_(Phi.T, Phi)
+                cross.addmm_(Phi.T, Xc)
+        finally:
+            torch.set_num_threads(single)
+        if self.skip:
+            H -= cross @ self.M64 @ cross.T
+        H /= n
+        self.hessian = 0.5 * (H + H.T)
+        return self.hessian
 
     def output(self, k):
         """Per-output terms: targets ``y``, linear term ``c`` and ``b``."""
@@ -244,6 +302,22 @@ class _Output:
         # weights^T X, not (X^T weights)^T: ~6x faster for thin X on CPU
         return (weights.T @ t.X).add(self.lin).div(t.n)
 
+    def linear_term(self):
+        """``r`` (shape (P, d+1)) and ``const`` of ``g(u) = 1/2 a^T H a + r . a + const``.
+
+        ``r = grad g`` at ``u = 0`` on the ``v`` blocks, in float64.
+        """
+        import torch
+
+        f64 = torch.float64
+        t = self.t
+        U0 = torch.zeros((2 * t.P, t.d + 1), device=t.device, dtype=f64)
+        op64 = _Output(_Tensors64(t), self.k, None if self.y is None else self.y.to(f64),
+                       self.lin.to(f64), self.b.to(f64))
+        F0, beta0 = op64.fit(op64.pre(U0))
+        const = float(op64.smooth_value(F0, beta0, U0))
+        return op64.gradient(F0, None)[: t.P], const
+
 
 def _group_prox(U, threshold, d):
     """Block soft-thresholding of the first ``d`` coordinates of every block.
@@ -256,31 +330,6 @@ def _group_prox(U, threshold, d):
     norms = head.norm(dim=-1, keepdim=True)
     shrink = torch.clamp(1.0 - threshold / torch.clamp(norms, min=torch.finfo(U.dtype).tiny), min=0.0)
     return torch.cat([head * shrink, U[..., d:]], dim=-1)
-
-
-def _power_lipschitz(op, shape, iterations=_POWER_ITERATIONS, seed=0):
-    """``||P_perp A||^2 / n`` by power iteration on ``u -> A^T P_perp A u / n``."""
-    import torch
-
-    t = op.t
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    U = torch.randn(shape, generator=gen, dtype=torch.float64).to(device=t.device, dtype=t.dtype)
-    U = U / U.norm()
-    estimate = 0.0
-    saved_y, op.y = op.y, None
-    saved_b, op.b = op.b, torch.zeros_like(op.b)
-    try:
-        for _ in range(iterations):
-            F, _ = op.fit(op.pre(U))
-            V = ((t.S * F.unsqueeze(1)).T @ t.X) / t.n
-            estimate = float((V * U).sum())
-            norm = float(V.norm())
-            if norm == 0.0 or not math.isfinite(norm):
-                break
-            U = V / norm
-    finally:
-        op.y, op.b = saved_y, saved_b
-    return max(estimate, 0.0)
 
 
 # --------------------------------------------------------------------------
@@ -396,20 +445,12 @@ class _Tensors64:
             setattr(self, name, getattr(t, name))
         self.dtype = f64
         self.X, self.G, self.S, self.gates = (a.to(f64) for a in (t.X, t.G, t.S, t.gates))
-        self.M = None if t.M is None else t.M.to(f64)
+        self.M = None if t.M is None else t.M64
 
 
 # --------------------------------------------------------------------------
 # Unboundedness certificate
 # --------------------------------------------------------------------------
-
-
-def _debug(*args):
-    if _DEBUG:
-        print(*args)
-
-
-_DEBUG = False  # prints why a recession direction was rejected
 
 
 def _recession_certificate(program, k, U):
@@ -467,28 +508,23 @@ def _recession_certificate(program, k, U):
         rank = int(np.sum(sv > 1e-10 * max(sv.max(initial=0.0), 1e-300)))
         null = Vt[rank:]
         if null.shape[0] == 0:
-            _debug(threshold, "no null space")
             continue
         x = null.T @ (null @ x0)
         if np.linalg.norm(x) < 0.5:
-            _debug(threshold, "far", np.linalg.norm(x))
             continue
         x /= np.linalg.norm(x)
         blocks = x.reshape(J, d + 1)
         cone = G * (Xt @ blocks.T)
         if np.min(cone / row_norms[:, None]) < -1e-12:
-            _debug(threshold, "cone", np.min(cone / row_norms[:, None]))
             continue
         fit = np.linalg.norm(A_perp @ x) / (scale_A + 1e-300)
         if fit > 1e-10:
-            _debug(threshold, "fit", fit)
             continue
         cost_lin = lin @ x
         if gram_pinv is not None:
             cost_lin -= b @ (gram_pinv @ (Xt.T @ (A_cols @ x)))
         penalty = program.alpha * np.linalg.norm(blocks[:, :d], axis=1).sum()
         slope = cost_lin / n + penalty
-        _debug(threshold, "slope", slope, cost_lin / n, penalty)
         if slope < -1e-6 * (abs(cost_lin) / n + penalty):
             return {"slope": float(slope), "n_blocks": int(np.sum(np.linalg.norm(blocks, axis=1) > 1e-8)),
                     "tight_threshold": threshold}
@@ -498,6 +534,326 @@ def _recession_certificate(program, k, U):
 # --------------------------------------------------------------------------
 # The solver
 # --------------------------------------------------------------------------
+
+
+class _WorkingSet:
+    """The cone constraints that ADMM carries, per pattern (shared by ``v_i`` and ``w_i``).
+
+    A cone ``{u : G_i * (Zt u) >= 0}`` in ``R^{d+1}`` has a handful of facets
+    among its ``n`` constraints; the others are implied. ADMM carries only a
+    working set of rows, normalised to unit length: at first the ``size``
+    hyperplanes nearest (in angle) to the pattern's interior gate, then every
+    row the full check finds violated. The full constraints are checked
+    before anything is certified, so the working set only affects speed.
+    """
+
+    def __init__(self, t, size, multipliers=None):
+        import torch
+
+        self.t = t
+        self.row_norms = t.X.norm(dim=1).to(torch.float64)
+        margins = (t.X @ t.gates.T).abs().to(torch.float64) / self.row_norms[:, None]  # (n, P)
+        if multipliers is not None:
+            # a warm start carries the rows that held its multipliers
+            held = (multipliers[:, : t.P] > 0) | (multipliers[:, t.P:] > 0)
+            margins = torch.where(held, -1.0, margins)
+            size = max(size, int(held.sum(dim=0).max()))
+        size = min(size, t.n)
+        self.index = torch.topk(margins, size, dim=0, largest=False).indices.T.contiguous()
+        self.valid = torch.ones_like(self.index, dtype=torch.bool)
+        self._build_rows()
+
+    def _build_rows(self):
+        import torch
+
+        t = self.t
+        f64 = torch.float64
+        patterns = torch.arange(t.P, device=t.device)[:, None]
+        signs = t.G[:, : t.P].to(f64)[self.index, patterns]  # (P, m)
+        rows = t.X.to(f64)[self.index] / self.row_norms[self.index][..., None]
+        rows = rows * (signs * self.valid)[..., None]  # padding rows are zero
+        self.rows = torch.cat([rows, rows])  # (2P, m, d+1): v blocks then w blocks
+        self.grams = torch.einsum("pmc,pme->pce", rows, rows)  # (P, d+1, d+1)
+
+    @property
+    def size(self):
+        return int(self.valid.sum())
+
+    def apply(self, U):
+        """Constraint values ``y_r . u_j``, shape (2P, m)."""
+        import torch
+
+        return torch.einsum("jmc,jc->jm", self.rows, U)
+
+    def adjoint(self, S):
+        import torch
+
+        return torch.einsum("jmc,jm->jc", self.rows, S)
+
+    def add_violated(self, Z, threshold, per_pattern):
+        """Add the worst violated rows of each pattern; return how many were added.
+
+        A row counts as violated below ``-threshold`` (relative to the row and
+        block norms) and below twice the worst violation of the carried rows:
+        rows next to a carried facet are violated as much as it is, to ADMM's
+        accuracy, and adding them would only slow ADMM down.
+        """
+        import torch
+
+        t = self.t
+        f64 = torch.float64
+        # blocks whose input weights vanish are residue (the bias alone cannot lie in
+        # a cone with points on both sides); they neither need nor measure rows
+        heads = Z[:, : t.d].norm(dim=1)
+        live = heads > _RESIDUE * float(heads.max())
+        inverse = torch.where(live, 1.0 / torch.where(live, Z.norm(dim=1), 1.0), 0.0)
+        carried = float((-self.apply(Z) * inverse[:, None]).max())
+        threshold = max(threshold, 2.0 * carried)
+        values = (t.G.to(f64) * (t.X.to(f64) @ Z.T)) * inverse / self.row_norms[:, None]  # (n, 2P)
+        worst = torch.minimum(values[:, : t.P], values[:, t.P:])  # (n, P)
+        patterns = torch.arange(t.P, device=t.device)[:, None].expand_as(self.index)
+        worst[self.index[self.valid], patterns[self.valid]] = 0.0  # already carried
+        k = min(per_pattern, t.n)
+        lowest, candidates = torch.topk(worst, k, dim=0, largest=False)
+        new_valid = (lowest < -threshold).T
+        count = int(new_valid.sum())
+        if count:
+            keep = new_valid.any(dim=0)  # drop columns that add nothing
+            self.index = torch.cat([self.index, candidates.T[:, keep]], dim=1)
+            self.valid = torch.cat([self.valid, new_valid[:, keep]], dim=1)
+            self._build_rows()
+        return count
+
+    def multipliers(self, mu, rho_s):
+        """Cone multipliers on the full constraints, as ``_certify`` takes them.
+
+        ``n`` times the multiplier of ``G_j * (Zt u_j) >= 0`` at every point,
+        shape (n, 2P): the scaled duals of the carried unit rows, rescaled by
+        the row norms and scattered to their points.
+        """
+        import torch
+
+        t = self.t
+        nu = torch.clamp(-rho_s * mu, min=0.0)  # (2P, m), multiplier of the unit rows
+        index = torch.cat([self.index, self.index])  # (2P, m)
+        values = t.n * nu / self.row_norms[index]
+        out = torch.zeros((t.n, 2 * t.P), device=t.device, dtype=torch.float64)
+        blocks = torch.arange(2 * t.P, device=t.device)[:, None].expand_as(index)
+        out.index_put_((index.reshape(-1), blocks.reshape(-1)), values.reshape(-1), accumulate=True)
+        return out
+
+
+class _SplitSystem:
+    """The ADMM ``u``-step ``(Q + rho_z I + rho_s K^T K) u = rhs``, factorised once per ``rho``.
+
+    Blocks ``v_i`` and ``w_i`` share their constraint rows, so in the rotated
+    blocks ``a = (v - w)/sqrt 2``, ``b = (v + w)/sqrt 2`` the matrix is
+    ``2 H + diag_i E_i`` on ``a`` and ``diag_i E_i`` on ``b``, with
+    ``E_i = rho_z I + rho_s Y_i^T Y_i``: one ``P(d+1)`` Cholesky factor and ``P``
+    small inverses, all float64.
+    """
+
+    def __init__(self, H, grams, rho_z, rho_s):
+        import torch
+
+        P, d1 = grams.shape[0], grams.shape[1]
+        self.P, self.d1 = P, d1
+        E = rho_z * torch.eye(d1, device=H.device, dtype=H.dtype) + rho_s * grams  # (P, d1, d1)
+        system = 2.0 * H + torch.block_diag(*E)
+        self.factor, info = torch.linalg.cholesky_ex(system)
+        if int(info) != 0:
+            raise SolverError("the ADMM linear system is not positive definite (rounding).")
+        self.E_inv = torch.linalg.inv(E)
+
+    def solve(self, rhs):
+        import torch
+
+        P, d1 = self.P, self.d1
+        root2 = math.sqrt(2.0)
+        ra = (rhs[:P] - rhs[P:]) / root2
+        rb = (rhs[:P] + rhs[P:]) / root2
+        a = torch.cholesky_solve(ra.reshape(-1, 1), self.factor).reshape(P, d1)
+        b = torch.einsum("pce,pe->pc", self.E_inv, rb)
+        return torch.cat([(a + b) / root2, (b - a) / root2])
+
+
+def _initial_rho(H):
+    """Both penalties start at the fit's mean curvature per coordinate."""
+    import torch
+
+    scale = float(torch.diagonal(H).mean()) if H.numel() else 1.0
+    return (min(max(scale, 1e-4), 1e4),) * 2
+
+
+def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
+    """ADMM with a working set of cone rows until the certificate holds.
+
+    See the module docstring. ``U0`` (2P, d+1) and ``multipliers`` (n, 2P,
+    as ``_certify`` takes them) warm-start it. Returns ``(certificate, n_iter,
+    history, rho, multipliers)`` or raises.
+    """
+    import torch
+
+    t = op.t
+    d, P = t.d, t.P
+    f64 = torch.float64
+    alpha = t.alpha
+    H = t.pattern_hessian()
+    r, const = op.linear_term()
+    q = torch.cat([r, -r])
+    work = _WorkingSet(t, max(1, int(_INITIAL_ROWS_PER_DIMENSION * (d + 1))), multipliers)
+    rho_z, rho_s = _initial_rho(H) if rho is None else rho
+    bounds = [(x / _RHO_RANGE, x * _RHO_RANGE) for x in (rho_z, rho_s)]
+    system = _SplitSystem(H, work.grams, rho_z, rho_s)
+    if U0 is None:
+        Z = torch.zeros((2 * P, d + 1), device=t.device, dtype=f64)
+        lam = torch.zeros_like(Z)
+        mu = torch.zeros((2 * P, work.index.shape[1]), device=t.device, dtype=f64)
+    else:
+        Z = U0.to(f64)
+        mu = torch.zeros((2 * P, work.index.shape[1]), device=t.device, dtype=f64)
+        if multipliers is not None:
+            # carried rows take the stored multipliers of their points
+            index = torch.cat([work.index, work.index])
+            blocks = torch.arange(2 * P, device=t.device)[:, None].expand_as(index)
+            mu = -multipliers.to(f64)[index, blocks] * work.row_norms[index] / (t.n * rho_s)
+        # stationarity of the u-step at u = z: grad g + rho_z lam + rho_s K^T mu = 0
+        a = (Z[:P] - Z[P:]).reshape(-1)
+        grad = (H @ a).reshape(P, d + 1) + r
+        lam = -(torch.cat([grad, -grad]) + rho_s * work.adjoint(mu)) / rho_z
+    S = torch.clamp(work.apply(Z), min=0.0)
+
+    def smooth(V):
+        a = (V[:P] - V[P:]).reshape(-1)
+        return float(0.5 * a @ (H @ a) + r.reshape(-1) @ a) + const
+
+    q_scale = float(q.abs().max())
+    curvature = float(torch.diagonal(H).mean()) if H.numel() else 1.0
+    block_scale = max(q_scale, alpha) / max(curvature, 1e-12)
+    gamma = _RELAXATION
+    eps_admm = max(tol, 1e-12)
+    row_check = 1e-2
+    history = []
+    cert = None
+    watch_norm, next_test, objectives = None, math.inf, []
+    n_iter = 0
+    while True:
+        n_iter += 1
+        U = system.solve(-q + rho_z * (Z - lam) + rho_s * work.adjoint(S - mu))
+        KU = work.apply(U)
+        U_hat = gamma * U + (1.0 - gamma) * Z
+        KU_hat = gamma * KU + (1.0 - gamma) * S
+        Z_new = _group_prox(U_hat + lam, alpha / rho_z, d)
+        S_new = torch.clamp(KU_hat + mu, min=0.0)
+        lam = lam + U_hat - Z_new
+        mu = mu + KU_hat - S_new
+        if n_iter % _CHECK_EVERY and n_iter < max_iter:
+            Z, S = Z_new, S_new
+            continue
+        # primal and dual residuals of each split, relative to the iterates or, when
+        # the optimum is (near) zero, to the natural size of a block, |q| / curvature
+        primal_z = float((U - Z_new).abs().max()) / max(float(U.abs().max()),
+                                                         float(Z_new.abs().max()), block_scale)
+        primal_s = float((KU - S_new).abs().max()) / max(float(KU.abs().max()),
+                                                          float(S_new.abs().max()), block_scale)
+        dual_scale = max(q_scale, alpha, rho_z * float(lam.abs().max()),
+                         rho_s * float(work.adjoint(mu).abs().max()))
+        dual_z = rho_z * float((Z_new - Z).abs().max()) / dual_scale
+        dual_s = rho_s * float(work.adjoint(S_new - S).abs().max()) / dual_scale
+        Z, S = Z_new, S_new
+        residuals = (primal_z, primal_s, dual_z, dual_s)
+        if not all(math.isfinite(v) for v in residuals):
+            raise SolverError(
+                "the first-order solver produced non-finite values (overflow); the program "
+                "is probably unbounded below or badly scaled. Try a larger alpha."
+            )
+        worst = max(residuals)
+        if verbose and n_iter % (20 * _CHECK_EVERY) == 0:
+            print(f"[admm k={op.k}] iter {n_iter:6d} rows {work.size:6d} rho {rho_z:8.2g} "
+                  f"{rho_s:8.2g} primal {primal_z:.1e} {primal_s:.1e} dual {dual_z:.1e} "
+                  f"{dual_s:.1e}")
+        if t.sm:
+            norm = float(Z.norm())
+            if watch_norm is None and n_iter >= _WATCH_START:
+                watch_norm = max(norm, 1.0)
+                next_test = _RUNAWAY_FACTOR * watch_norm
+            if watch_norm is not None and norm >= next_test:
+                next_test = 2.0 * norm
+                objectives.append(smooth(Z) + float(op.penalty(Z)))
+                certificate = _recession_certificate(t.program, op.k, Z.view(2, P, d + 1))
+                if certificate is not None:
+                    raise UnboundedProgramError(
+                        f"the score-matching program of output {op.k} is unbounded below at "
+                        f"alpha={alpha:.6g}: the solver found a recession direction (in the "
+                        f"cones, zero fit, cost slope {certificate['slope']:.3g} < 0, "
+                        f"{certificate['n_blocks']} unit(s))"
+                    )
+                if (norm >= _DIVERGENCE_FACTOR * watch_norm and len(objectives) >= 4
+                        and all(b < a for a, b in zip(objectives[-4:-1], objectives[-3:]))):
+                    raise UnboundedProgramError(
+                        f"the score-matching program of output {op.k} is numerically unbounded "
+                        f"below at alpha={alpha:.6g}: the iterates grew {norm / watch_norm:.3g}-"
+                        f"fold while the objective kept decreasing (to {objectives[-1]:.4g})"
+                    )
+        if worst <= max(row_check, eps_admm):
+            # look for violated rows at every tenfold drop of the residuals, so that
+            # the facets are found long before the final digits
+            row_check = 0.1 * worst
+            added = work.add_violated(Z, 0.1 * tol, max(1, int(_ROWS_ADDED_PER_ROUND * (d + 1))))
+            if added:
+                mu = torch.cat([mu, torch.zeros((2 * P, work.index.shape[1] - mu.shape[1]),
+                                                device=t.device, dtype=f64)], dim=1)
+                S = torch.clamp(work.apply(Z), min=0.0)
+                system = _SplitSystem(H, work.grams, rho_z, rho_s)
+                if verbose:
+                    print(f"[admm k={op.k}] iter {n_iter:6d} added {added} violated rows "
+                          f"({work.size} carried)")
+                continue
+        if worst <= eps_admm:
+            cert = _certify(op, Z, work.multipliers(mu, rho_s), tol)
+            history.append((n_iter, cert["objective"], cert["relative_gap"],
+                            cert["constraint_violation"]))
+            if verbose:
+                print(f"[admm k={op.k}] iter {n_iter:6d} certificate: obj "
+                      f"{cert['objective']: .10g} gap {cert['relative_gap']:.2e} viol "
+                      f"{cert['constraint_violation']:.2e} dual {cert['dual_residual']:.2e} "
+                      f"repair {cert['repair']:.2e}")
+            if (cert["relative_gap"] <= tol and cert["constraint_violation"] <= tol
+                    and cert["dual_residual"] <= math.sqrt(tol)):
+                break
+            eps_admm = max(0.2 * eps_admm, 1e-13)
+        if n_iter >= max_iter:
+            if cert is None:
+                cert = _certify(op, Z, work.multipliers(mu, rho_s), tol)
+            growing = watch_norm is not None and float(Z.norm()) > 100.0 * watch_norm
+            hint = (
+                " The iterates were growing without bound: the score-matching program may be "
+                "unbounded below (alpha at or below its well-posedness bound, roughly d/n)."
+                if (t.sm and growing) else " Increase max_iter or loosen tol."
+            )
+            raise SolverError(
+                f"the first-order solver did not reach tol={tol:g} in max_iter={max_iter} "
+                f"iterations on output {op.k} (relative duality gap {cert['relative_gap']:.3g}, "
+                f"cone violation {cert['constraint_violation']:.3g}, dual residual "
+                f"{cert['dual_residual']:.3g}, ADMM residual {worst:.2g}); the point is not "
+                f"certified.{hint}"
+            )
+        new_z = _rebalance(rho_z, primal_z, dual_z, bounds[0])
+        new_s = _rebalance(rho_s, primal_s, dual_s, bounds[1])
+        if (new_z, new_s) != (rho_z, rho_s):
+            lam = lam * (rho_z / new_z)
+            mu = mu * (rho_s / new_s)
+            rho_z, rho_s = new_z, new_s
+            system = _SplitSystem(H, work.grams, rho_z, rho_s)
+    return cert, n_iter, history, (rho_z, rho_s), work.multipliers(mu, rho_s)
+
+
+def _rebalance(rho, primal, dual, bound):
+    """Residual balancing (OSQP): move ``rho`` by the root of the residual ratio."""
+    ratio = math.sqrt(max(primal, 1e-300) / max(dual, 1e-300))
+    if 1.0 / _RHO_ADAPT_RATIO <= ratio <= _RHO_ADAPT_RATIO:
+        return rho
+    return min(max(rho * ratio, bound[0]), bound[1])
 
 
 def _stack_warm_start(warm_start, P, d):
@@ -511,144 +867,19 @@ def _stack_warm_start(warm_start, P, d):
             "from a program with the same patterns."
         )
     info = warm_start.info or {}
-    lam = info.get("cone_multipliers")
-    rho = info.get("penalty_parameter")
-    return np.stack([pos, neg]), lam, rho
-
-
-def _run(op, U0, lam0, rho0, tol, max_iter, verbose, budget_used=0):
-    """Augmented Lagrangian + FISTA from ``(U0, lam0, rho0)``; see the module docstring.
-
-    Returns ``(state, certificate, n_iter)`` or raises.
-    """
-    import torch
-
-    t = op.t
-    d, P = t.d, t.P
-    alpha = t.alpha
-    shape = (2 * P, d + 1)
-    L_A = _power_lipschitz(op, shape) * _LIPSCHITZ_SAFETY
-    L_A = max(L_A, 1e-12)
-    rho = float(rho0) if rho0 else max(_RHO_INIT * L_A / t.L_K, 1e-8)
-    rho_max = _RHO_MAX_RATIO * max(L_A / t.L_K, 1.0)
-    U = U0.clone()
-    lam = lam0.clone()
-    n_iter = budget_used
-    omega = 1e-1  # inner tolerance: gradient-mapping norm per block, relative to alpha
-    omega_min = 1e-3 * tol
-    prev_violation = math.inf
-    watch_norm = None  # iterate norm when the unboundedness watch started
-    next_test = math.inf
-    history = []
-    cert = None
-    outer = 0
-    while True:
-        outer += 1
-        L = L_A + rho * t.L_K
-        step = 1.0 / L
-        Y, U_prev, momentum = U.clone(), U.clone(), 1.0
-        inner = 0
-        inner_cap = min(_INNER_MAX, _INNER_FIRST * 2 ** (outer - 1))
-        clipped = None
-        while True:
-            H = op.pre(Y)
-            F, _ = op.fit(H)
-            clipped = torch.clamp(lam - rho * (t.G * H), min=0.0)
-            grad = op.gradient(F, clipped)
-            U_new = _group_prox(Y - step * grad, step * alpha, d)
-            mapping = (Y - U_new) * L
-            # gradient-based restart (O'Donoghue & Candes): drop momentum when it points uphill
-            if float(((Y - U_new) * (U_new - U_prev)).sum()) > 0:
-                momentum = 1.0
-                Y_next = U_new
-            else:
-                momentum_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * momentum**2))
-                Y_next = U_new + ((momentum - 1.0) / momentum_next) * (U_new - U_prev)
-                momentum = momentum_next
-            U_prev, Y = U_new, Y_next
-            inner += 1
-            n_iter += 1
-            residual = float(mapping.norm(dim=-1).max()) / alpha
-            if not math.isfinite(residual):
-                raise SolverError(
-                    "the first-order solver produced non-finite values (overflow); the program "
-                    "is probably unbounded below or badly scaled. Try a larger alpha or "
-                    "dtype=float64."
-                )
-            if t.sm and inner % 25 == 0:
-                norm = float(U_new.norm())
-                if watch_norm is not None and norm >= next_test:
-                    certificate = _recession_certificate(t.program, op.k, U_new.view(2, P, d + 1))
-                    next_test = 2.0 * norm
-                    if certificate is not None:
-                        raise UnboundedProgramError(
-                            f"the score-matching program of output {op.k} is unbounded below at "
-                            f"alpha={alpha:.6g}: the solver found a recession direction (in the "
-                            f"cones, zero fit, cost slope {certificate['slope']:.3g} < 0, "
-                            f"{certificate['n_blocks']} unit(s))"
-                        )
-            if residual <= omega or inner >= inner_cap or n_iter >= max_iter:
-                break
-        U = U_prev
-        H = op.pre(U)
-        clipped = torch.clamp(lam - rho * (t.G * H), min=0.0)
-        lam = clipped
-        cert = _certify(op, U, lam, tol)
-        norm = float(U.norm())
-        if watch_norm is None:
-            watch_norm = max(norm, 1.0)
-            next_test = _RUNAWAY_FACTOR * watch_norm
-        history.append((n_iter, cert["objective"], cert["relative_gap"], cert["constraint_violation"]))
-        if verbose:
-            print(
-                f"[first-order k={op.k}] outer {outer:3d} iters {n_iter:6d} rho {rho:9.3g} "
-                f"obj {cert['objective']: .10g} gap {cert['relative_gap']:.2e} "
-                f"viol {cert['constraint_violation']:.2e} dual {cert['dual_residual']:.2e}"
-            )
-        if t.sm and norm >= _DIVERGENCE_FACTOR * watch_norm and len(history) >= 4 and all(
-            later[1] < earlier[1] for earlier, later in zip(history[-4:-1], history[-3:])
-        ):
-            # No exact recession direction was isolated, but the iterates run away with a
-            # steadily decreasing objective: numerically unbounded.
-            raise UnboundedProgramError(
-                f"the score-matching program of output {op.k} is numerically unbounded below at "
-                f"alpha={alpha:.6g}: the iterates grew {norm / watch_norm:.3g}-fold while the "
-                f"objective kept decreasing (to {cert['objective']:.4g})"
-            )
-        if (cert["relative_gap"] <= tol and cert["constraint_violation"] <= tol
-                and cert["dual_residual"] <= math.sqrt(tol)):
-            break
-        if n_iter >= max_iter:
-            growing = norm > 100.0 * watch_norm
-            hint = (
-                " The iterates were growing without bound: the score-matching program may be "
-                "unbounded below (alpha at or below its well-posedness bound, roughly d/n)."
-                if (t.sm and growing) else
-                " Increase max_iter, loosen tol, or use dtype=float64."
-            )
-            raise SolverError(
-                f"the first-order solver did not reach tol={tol:g} in max_iter={max_iter} "
-                f"iterations on output {op.k} (relative duality gap {cert['relative_gap']:.3g}, "
-                f"cone violation {cert['constraint_violation']:.3g}, dual residual "
-                f"{cert['dual_residual']:.3g}); the point is not certified.{hint}"
-            )
-        violation = cert["raw_violation"]
-        if violation > tol and violation > _VIOLATION_DECREASE * prev_violation and rho < rho_max:
-            rho = min(rho * _RHO_GROWTH, rho_max)
-        prev_violation = violation
-        omega = max(0.1 * omega, omega_min)
-    return U, lam, rho, cert, n_iter, history
+    return np.concatenate([pos, neg]), info.get("cone_multipliers"), info.get("penalty_parameter")
 
 
 def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, device="cpu",
                                          dtype=None, warm_start=None, verbose=False,
                                          _tensors=None):
-    r"""Solve output ``k``'s cone-constrained arrangement program, first order.
+    r"""Solve output ``k``'s cone-constrained arrangement program by ADMM.
 
-    Augmented Lagrangian on the cone constraints ``G_i * (Zt v_i) >= 0``,
-    ``G_i * (Zt w_i) >= 0``, with FISTA (adaptive restart) on each subproblem;
-    the skip row and intercept are eliminated by least squares. See the module
-    docstring for the maths, the certificate and the unboundedness test.
+    ADMM splits the group penalty and the cone constraints ``G_i * (Zt v_i)
+    >= 0``, ``G_i * (Zt w_i) >= 0`` off the quadratic fit, whose ``P(d+1)``
+    square Hessian is factorised once per penalty parameter; the skip row and
+    intercept are eliminated by least squares. See the module docstring for
+    the maths, the certificate and the unboundedness test.
 
     Parameters
     ----------
@@ -656,19 +887,21 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
     k : int
         Output coordinate.
     tol : float, default=1e-6
-        Stop when ``duality_gap <= tol * max(1, |objective|)`` and the relative
-        cone violation is ``<= tol``.
+        Stop when ``duality_gap <= tol * max(1, |objective|)``, the relative
+        cone violation is ``<= tol`` and the dual residual ``<= sqrt(tol)``.
     max_iter : int or None
-        Total proximal-gradient iterations (default ``50000``).
+        ADMM iterations (default ``50000``; one costs ``O((P(d+1))^2)``, not ``O(n)``).
     device : str or torch.device, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     dtype : None, "float32", "float64" or torch dtype
-        ``None``: float64 on CPU; on CUDA float32, refined in float64 when
-        ``tol < 1e-4`` (float32 cannot certify smaller gaps).
+        Storage of the ``n x P`` data (masks, signs, points): float32 halves
+        the device memory. ADMM's iterates, the Hessian and its factor and
+        the certificate are float64 whatever ``dtype``. ``None``: float64 on
+        CPU, float32 on CUDA.
     warm_start : OutputSolution or None
         A solution of a program with the same patterns (e.g. the previous
-        ``alpha`` of a path). Its blocks, and its multipliers and penalty
-        parameter when stored in ``info``, start the iteration.
+        ``alpha`` of a path). Its blocks, cone multipliers and penalty
+        parameter (stored in ``info``) start the iteration.
     verbose : bool
 
     Returns
@@ -683,7 +916,7 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
     Raises
     ------
     UnboundedProgramError
-        SM only: a recession direction with negative cost was found.
+        SM only: the iterates run away along a recession direction.
     SolverError
         The certificate did not reach ``tol`` within ``max_iter`` iterations.
     """
@@ -695,61 +928,39 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}.")
     max_iter = 50000 if max_iter is None else int(max_iter)
-    dev, dt, auto = _resolve_device_dtype(device, dtype)
+    dev, dt = _resolve_device_dtype(device, dtype)
     n, d, P = program.n, program.d, program.n_patterns
-    memory = estimate_memory_bytes(n, P, torch.finfo(dt).bits // 8)
+    memory = estimate_memory_bytes(n, P, d, torch.finfo(dt).bits // 8)
     if verbose:
-        print(f"[first-order k={k}] n={n} d={d} P={P} device={dev} dtype={dt} "
+        print(f"[admm k={k}] n={n} d={d} P={P} device={dev} dtype={dt} "
               f"estimated memory {memory / 2**20:.1f} MiB")
-    U_np, lam_np, rho0 = _stack_warm_start(warm_start, P, d)
+    U_np, multipliers_np, rho = _stack_warm_start(warm_start, P, d)
 
-    # Small problems are latency bound: intra-op threads only add synchronisation
-    # (and thrash when the machine is shared), so run them on one thread.
+    # ADMM's iterations are latency bound (P(d+1)-sized tensors): intra-op threads
+    # only add synchronisation, up to 1000x slower when another job holds a core.
+    # Only the one large product, the pattern Hessian, gets the caller's threads.
     threads = torch.get_num_threads()
-    if dev.type == "cpu" and n * P < _SMALL_PROBLEM:
+    if dev.type == "cpu":
         torch.set_num_threads(1)
     try:
-        return _solve_phases(program, k, tol, max_iter, dev, dt, auto, U_np, lam_np, rho0,
-                             memory, start, verbose, _tensors)
+        tensors = _tensors
+        if tensors is None or tensors.dtype != dt or tensors.device != dev:
+            tensors = _Tensors(program, dev, dt)
+            tensors.threads = threads
+        op = tensors.output(k)
+        U0 = None if U_np is None else torch.as_tensor(U_np, device=dev, dtype=torch.float64)
+        multipliers = None
+        if multipliers_np is not None and np.shape(multipliers_np) == (n, 2 * P):
+            multipliers = torch.as_tensor(np.asarray(multipliers_np), device=dev)
+        cert, n_iter, history, rho, multipliers = _run(op, U0, multipliers, rho, tol, max_iter,
+                                                       verbose)
     finally:
         torch.set_num_threads(threads)
 
-
-def _solve_phases(program, k, tol, max_iter, dev, dt, auto, U_np, lam_np, rho0, memory, start,
-                  verbose, _tensors):
-    import torch
-
-    n, d, P = program.n, program.d, program.n_patterns
-    phases = [dt]
-    if auto and dt == torch.float32 and tol < _FLOAT32_TOL:
-        phases = [torch.float32, torch.float64]
-    tensors = _tensors
-    n_iter = 0
-    history = []
-    U = lam = None
-    for i, phase_dtype in enumerate(phases):
-        if tensors is None or tensors.dtype != phase_dtype or tensors.device != dev:
-            tensors = _Tensors(program, dev, phase_dtype)
-        op = tensors.output(k)
-        if U is None:
-            U = (torch.zeros((2 * P, d + 1), device=dev, dtype=phase_dtype) if U_np is None
-                 else torch.as_tensor(U_np.reshape(2 * P, d + 1), device=dev, dtype=phase_dtype))
-            lam = torch.zeros((n, 2 * P), device=dev, dtype=phase_dtype)
-            if lam_np is not None and np.shape(lam_np) == (n, 2 * P):
-                lam = torch.as_tensor(np.asarray(lam_np), device=dev, dtype=phase_dtype)
-        else:
-            U, lam = U.to(phase_dtype), lam.to(phase_dtype)
-        phase_tol = max(tol, _FLOAT32_TOL) if i + 1 < len(phases) else tol
-        U, lam, rho0, cert, n_iter, phase_history = _run(op, U, lam, rho0, phase_tol, max_iter,
-                                                         verbose, n_iter)
-        history.extend(phase_history)
-
     Uc = cert["U"].detach().cpu().numpy().reshape(2, P, d + 1)
-    beta = cert["beta"]
-    skip_row = np.zeros(d)
-    intercept = 0.0
-    if beta is not None:
-        beta = beta.detach().cpu().numpy()
+    skip_row, intercept = np.zeros(d), 0.0
+    if cert["beta"] is not None:
+        beta = cert["beta"].detach().cpu().numpy()
         skip_row, intercept = beta[:d].copy(), float(beta[d])
     info = {
         "solver": "first_order",
@@ -760,11 +971,11 @@ def _solve_phases(program, k, tol, max_iter, dev, dt, auto, U_np, lam_np, rho0, 
         "device": str(dev),
         "dtype": str(dt).replace("torch.", ""),
         "time_s": time.perf_counter() - start,
-        "penalty_parameter": float(rho0),
+        "penalty_parameter": rho,
         "history": history,
     }
-    if lam.numel() <= _MAX_STORED_MULTIPLIERS:
-        info["cone_multipliers"] = lam.detach().to("cpu", torch.float32).numpy()
+    if n * 2 * P <= _MAX_STORED_MULTIPLIERS:
+        info["cone_multipliers"] = multipliers.detach().to("cpu", torch.float32).numpy()
     return OutputSolution(
         positive=np.ascontiguousarray(Uc[0], dtype=np.float64),
         negative=np.ascontiguousarray(Uc[1], dtype=np.float64),
@@ -783,9 +994,10 @@ def solve_arrangement_first_order(program, tol=1e-6, max_iter=None, device="cpu"
                                   warm_start=None, verbose=False, n_jobs=None):
     """Solve every output's program with :func:`solve_arrangement_output_first_order`.
 
-    The outputs share the data tensors (built once on the device) and are
-    solved one after the other: each solve already uses all CPU threads or
-    the whole GPU through dense tensor operations.
+    The outputs share the data tensors and the factorised pattern Hessian
+    (built once on the device) and are solved one after the other: each solve
+    already uses all CPU threads or the whole GPU through dense tensor
+    operations.
 
     Parameters
     ----------
@@ -801,7 +1013,7 @@ def solve_arrangement_first_order(program, tol=1e-6, max_iter=None, device="cpu"
     -------
     list of OutputSolution, one per output coordinate
     """
-    dev, dt, _ = _resolve_device_dtype(device, dtype)
+    dev, dt = _resolve_device_dtype(device, dtype)
     if warm_start is not None and len(warm_start) != program.d:
         raise ValueError(f"warm_start must hold one solution per output ({program.d}).")
     tensors = _Tensors(program, dev, dt)

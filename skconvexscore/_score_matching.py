@@ -49,11 +49,12 @@ class ConvexScoreMatcher(_BaseConvexScore):
         patterns never raise the optimum. Ignored in 1-D (exact).
     solver : {"auto", "cvxpy", "univariate", "first_order"}, default="auto"
         ``"cvxpy"``: interior point (Clarabel), the reference. ``"univariate"``:
-        the exact structured 1-D solver. ``"first_order"``: augmented
-        Lagrangian in PyTorch for ``d >= 2`` (CPU or GPU; experimental: slower
-        than cvxpy on the CPU). ``"auto"``: the univariate solver in 1-D;
-        cvxpy in d >= 2, first order when ``solver_options`` asks for a CUDA
-        ``device``.
+        the exact structured 1-D solver. ``"first_order"``: ADMM in
+        PyTorch for ``d >= 2`` (CPU or GPU; cost per iteration independent of
+        ``n_samples``). ``"auto"``: the univariate solver in 1-D; in d >= 2
+        cvxpy while ``n_samples * n_patterns < 50,000`` and the first-order
+        solver above, or whenever ``solver_options`` names a ``device`` or
+        ``dtype``.
     solver_options : dict, default=None
         Passed to the backend (e.g. ``{"solver": "SCS"}`` for cvxpy,
         ``{"device": "cuda"}`` for first order).

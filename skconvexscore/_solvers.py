@@ -73,12 +73,20 @@ def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver
     ), "first_order"
 
 
-def _choose_arrangement_solver(program, options):
-    """Interior point on the CPU; the first-order solver only when a GPU is asked for.
+# n x P above which "auto" runs the first-order solver on the CPU: from here on
+# it is faster than Clarabel at the same certificate (docs/benchmarks.md).
+_FIRST_ORDER_MIN_SIZE = 50_000
+_FIRST_ORDER_OPTIONS = {"device", "dtype"}
 
-    Measured side by side (docs/benchmarks.md), the first-order solver is
-    still slower than Clarabel on the CPU at every size it finishes, so
-    ``"auto"`` uses it only for ``solver_options={"device": "cuda..."}``.
+
+def _choose_arrangement_solver(program, options):
+    """Interior point for small programs; the first-order solver for large ones.
+
+    Clarabel's cost grows with the ``n P`` cone rows while an ADMM iteration
+    does not (it carries a working set of rows), so ``"auto"`` switches at
+    ``n P = 50,000``. Options name their backend: ``device`` or ``dtype`` mean
+    the first-order solver, anything else is for CVXPY.
     """
-    device = str(options.get("device", "cpu"))
-    return "first_order" if device.startswith("cuda") else "cvxpy"
+    if options:
+        return "first_order" if set(options) <= _FIRST_ORDER_OPTIONS else "cvxpy"
+    return "first_order" if program.n * program.n_patterns >= _FIRST_ORDER_MIN_SIZE else "cvxpy"

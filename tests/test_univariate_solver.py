@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from skconvexscore import _univariate_solver as _us
 from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
 from skconvexscore._network import recover_univariate
 from skconvexscore._programs import (
@@ -195,7 +196,10 @@ def test_large_near_duplicates_certify(factor):
     sol = solve_univariate_exact(program)
     assert sol.status == "optimal" and sol.duality_gap <= 1e-7
     assert np.all(np.isfinite(sol.coef)) and np.isfinite(sol.objective)
-    assert sol.n_iter <= 60
+    if sol.info["working_set"] is None:
+        assert sol.n_iter <= 60
+    else:  # n_iter sums the segment QPs' iterations over the rounds
+        assert sol.info["working_set_rounds"] <= 12
     assert sol.objective == pytest.approx(
         program.objective_value(sol.coef, sol.slope, sol.intercept), rel=1e-12
     )
@@ -230,3 +234,100 @@ def test_near_duplicates_all_variants(activation, skip):
     neither this solver nor the dense reference can resolve it in double precision.)"""
     z = _with_near_duplicates(60, 16, every=4)
     _agree(_sm_program(z, 2.0, activation, skip))
+
+
+# --------------------------------------------------------------------------
+# Working set (skip connection): kinks restricted to a growing set of knots
+# --------------------------------------------------------------------------
+
+
+def _full_ipm(program, monkeypatch):
+    """The same program solved by the full interior point method (no working set)."""
+    with monkeypatch.context() as mp:
+        mp.setattr(_us, "_solve_skip_working_set", lambda *args, **kwargs: None)
+        sol = solve_univariate_exact(program)
+    assert sol.info["working_set"] is None
+    return sol
+
+
+def _ws_cases():
+    rng = np.random.default_rng(20)
+    normal, _ = _standardised(rng.standard_normal(300))
+    ties, _ = _standardised(np.round(rng.standard_normal(300), 1))
+    near = _with_near_duplicates(300, 21, every=3)
+    offset, _ = _standardised(
+        (1e4 + rng.standard_normal(300)).astype(np.float32).astype(np.float64)
+    )
+    return {"normal": normal, "ties": ties, "near_duplicates": near, "float32_offset": offset}
+
+
+@pytest.mark.parametrize("case", ["normal", "ties", "near_duplicates", "float32_offset"])
+@pytest.mark.parametrize("objective,activation", [("sm", "relu"), ("sm", "abs"),
+                                                  ("dsm", "relu"), ("dsm", "abs")])
+def test_working_set_matches_full_ipm_and_cvxpy(case, objective, activation, monkeypatch):
+    z = _ws_cases()[case]
+    if objective == "sm":
+        bound = UnivariateProgram("sm", z, 1.0, activation, True).well_posedness_bound()
+        scale = 2.0 if activation == "abs" else 1.0  # abs with skip = relu with skip at alpha/2
+        program = UnivariateProgram("sm", z, max(1.2 * bound, 10.0 * scale / z.size), activation)
+    else:
+        program = _dsm_program(z[::3], 3e-2, activation, True, np.random.default_rng(22))
+    fast, _ = _agree(program)
+    assert fast.info["working_set"] is not None and fast.info["working_set"] > 0
+    full = _full_ipm(program, monkeypatch)
+    assert fast.objective == pytest.approx(full.objective, rel=1e-6, abs=1e-6)
+    # every returned kink sits on a knot of the working set
+    assert np.count_nonzero(fast.coef) <= fast.info["working_set"]
+
+
+def test_working_set_certificate_holds_for_the_full_qp():
+    """Recompute the full QP's relative KKT residual from its sparse matrices."""
+    rng = np.random.default_rng(23)
+    z, _ = _standardised(rng.standard_normal(5000))
+    program = UnivariateProgram("sm", z, 20.0 / z.size)
+    zz, m, ybar, _, _ = _us._group_points(program)
+    n = program.n
+    lam = program.alpha - m / (2.0 * n)
+    ws = _us._solve_skip_working_set(_us._SkipProblem(zz, m, ybar, n, 1.0, lam), 1e-8, 200,
+                                     False, 1.0)
+    assert ws is not None and 0 < ws["knots"].size < zz.size // 8
+    qp, info = _us._build_skip(zz, m, ybar, n, 1.0, lam)
+    x = np.concatenate([ws["f"], ws["U"]])
+    nu = ws["nu"][info["kink_points"]][info["kept"]]
+    Mx = qp.M @ x
+    r_x = qp.h * x + qp.c - qp.E.T @ ws["y"] - qp.M.T @ nu
+    c_scale = np.max(np.abs(qp.c)) + np.max(qp.lam)
+    primal = 0.5 * qp.h @ (x * x) + qp.c @ x + qp.lam @ np.abs(Mx)
+    comp = (np.maximum(Mx, 0) @ np.maximum(qp.lam + nu, 0)
+            + np.maximum(-Mx, 0) @ np.maximum(qp.lam - nu, 0))
+    assert np.max(np.abs(qp.E @ x)) / (1 + np.max(np.abs(x))) <= 1e-8
+    assert max(np.max(np.abs(r_x)), np.max(np.abs(nu) - qp.lam)) / c_scale <= 1e-8
+    assert comp / (1 + abs(primal)) <= 1e-8
+    assert primal == pytest.approx(ws["primal"], rel=1e-12)
+    # and it is the full problem's optimum
+    full_x, *_ = _us._interior_point(qp, 1e-8, 200, False)
+    assert primal == pytest.approx(_us._qp_value(qp, full_x), rel=1e-7)
+
+
+def test_dense_solution_falls_back_to_the_full_ipm():
+    """Near the bound almost every point is a kink: the working set gives up early."""
+    rng = np.random.default_rng(24)
+    z, _ = _standardised(rng.standard_normal(3000))
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, 2.0 / z.size))
+    assert sol.info["working_set"] is None
+    assert sol.duality_gap <= 1e-7
+
+
+def test_bimodal_exactly_at_gaussian_alpha():
+    """Regression: bimodal n = 1e6 at exactly alpha_G, a degenerate point (kink multipliers
+    on their bound) where the full IPM stalled at a dual residual ~1e-5. The kink-free line
+    is certified directly: no kink, the Gaussian score."""
+    rng = np.random.default_rng(25)
+    n = 1_000_000
+    X = np.concatenate([rng.normal(-2, 0.5, n // 2), rng.normal(2, 0.5, n - n // 2)])
+    z, _ = _standardised(X)
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, gaussian_regime_alpha(z)))
+    assert sol.info["working_set"] == 0 and sol.duality_gap <= 1e-8
+    assert np.count_nonzero(sol.coef) == 0
+    assert sol.objective == pytest.approx(-0.5, abs=1e-9)
+    assert sol.slope == pytest.approx(-1.0, abs=1e-9)
