@@ -162,10 +162,12 @@ def _resolve_device_dtype(device, dtype):
 def estimate_memory_bytes(n, n_patterns, n_features, dtype_bytes=8):
     """Peak device memory of one output's solve, in bytes (an estimate).
 
-    The iteration holds about ten ``n x 2P`` arrays (the cone signs and output
-    masks, the split ``s``, its scaled dual, the cone products and
-    temporaries), the float64 ``P(d+1)`` square Hessian and its Cholesky
-    factor, and one row chunk of the pattern design while ``H`` is formed.
+    The stored cone signs and output masks (``n x 2P`` each), the float64
+    copies and ``n x 2P`` temporaries of the full row checks and of the
+    certificate (about ten arrays of that size in all), the float64
+    ``P(d+1)`` square Hessian and its Cholesky factor, and one row chunk of
+    the pattern design while ``H`` is formed. ADMM's own iterates are
+    ``O(P m d)`` for ``m`` carried rows per pattern.
     """
     width = n_patterns * (n_features + 1)
     return int(20 * n * n_patterns * dtype_bytes + 2 * 8 * width**2 + 8 * _HESSIAN_CHUNK)
@@ -200,12 +202,12 @@ class _Tensors:
         # pinv: a rank-deficient skip design (collinear data) still has a least-squares beta
         pinv = np.linalg.pinv(gram)
         self.M = as_t(pinv) if self.skip else None
-        self.M64 = torch.as_tensor(pinv, device=device, dtype=torch.float64)
+        self.M64 = torch.as_tensor(pinv, device=device, dtype=torch.float64) if self.skip else None
         self.feature_gram = torch.as_tensor(gram / self.n, device=device, dtype=torch.float64)
         self.targets = program.targets
         self.gates = as_t(program.gates)
         self.hessian = None  # formed on first use, in float64
-        self.threads = torch.get_num_threads()
+        self.threads = torch.get_num_threads()  # the caller's, for the Hessian
 
     def pattern_hessian(self):
         """``H = Phi^T P_perp Phi / n`` in float64, shape (P(d+1), P(d+1))."""
@@ -337,7 +339,7 @@ def _group_prox(U, threshold, d):
 # --------------------------------------------------------------------------
 
 
-def _clean(U, lam, tol, d):
+def _clean(U, tol, d):
     """Zero blocks that are solver noise.
 
     A block whose input part ``u[:d]`` is zero must have a zero bias too (its
@@ -389,14 +391,10 @@ def _certify(op, U, clipped, tol):
     t = op.t
     n, d = t.n, t.d
     f64 = torch.float64
-    U = _clean(U.to(f64), None, tol, d)
+    U = _clean(U.to(f64), tol, d)
     op64 = _Output(_Tensors64(t), op.k, None if op.y is None else op.y.to(f64), op.lin.to(f64),
                    op.b.to(f64))
     t64 = op64.t
-    H = op64.pre(U)
-    norms = U.norm(dim=-1)
-    raw = torch.clamp(-(t64.G * H), min=0.0).amax(dim=0)
-    raw_violation = float(raw.max() / norms.max()) if bool((norms > 0).any()) else 0.0
     U = _project_violated_rows(U, t64)
     # Repair: move every block along its pattern's strictly interior gate until it
     # satisfies its cone constraints (tau_j = max_i -(K_j u_j)_i / (K_j g_j)_i). The
@@ -456,7 +454,6 @@ def _certify(op, U, clipped, tol):
         "constraint_violation": violation,
         "dual_residual": dual_residual,
         "repair": repair,
-        "raw_violation": raw_violation,
     }
 
 
@@ -703,12 +700,11 @@ class _SplitSystem:
         return torch.cat([(a + b) / root2, (b - a) / root2])
 
 
-def _initial_rho(H):
-    """Both penalties start at the fit's mean curvature per coordinate."""
+def _mean_curvature(H):
+    """The fit's mean curvature per coordinate: the scale of a penalty and of a block."""
     import torch
 
-    scale = float(torch.diagonal(H).mean()) if H.numel() else 1.0
-    return (min(max(scale, 1e-4), 1e4),) * 2
+    return float(torch.diagonal(H).mean()) if H.numel() else 1.0
 
 
 def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
@@ -728,16 +724,17 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
     r, const = op.linear_term()
     q = torch.cat([r, -r])
     work = _WorkingSet(t, max(1, int(_INITIAL_ROWS_PER_DIMENSION * (d + 1))), multipliers)
-    rho_z, rho_s = _initial_rho(H) if rho is None else rho
+    curvature = _mean_curvature(H)
+    # both penalties start at the curvature of the fit
+    rho_z, rho_s = (min(max(curvature, 1e-4), 1e4),) * 2 if rho is None else rho
     bounds = [(x / _RHO_RANGE, x * _RHO_RANGE) for x in (rho_z, rho_s)]
     system = _SplitSystem(H, work.grams, rho_z, rho_s)
+    mu = torch.zeros((2 * P, work.index.shape[1]), device=t.device, dtype=f64)
     if U0 is None:
         Z = torch.zeros((2 * P, d + 1), device=t.device, dtype=f64)
         lam = torch.zeros_like(Z)
-        mu = torch.zeros((2 * P, work.index.shape[1]), device=t.device, dtype=f64)
     else:
         Z = U0.to(f64)
-        mu = torch.zeros((2 * P, work.index.shape[1]), device=t.device, dtype=f64)
         if multipliers is not None:
             # carried rows take the stored multipliers of their points
             index = torch.cat([work.index, work.index])
@@ -754,7 +751,6 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
         return float(0.5 * a @ (H @ a) + r.reshape(-1) @ a) + const
 
     q_scale = float(q.abs().max())
-    curvature = float(torch.diagonal(H).mean()) if H.numel() else 1.0
     block_scale = max(q_scale, alpha) / max(curvature, 1e-12)
     gamma = _RELAXATION
     eps_admm = max(tol, 1e-12)
@@ -961,6 +957,9 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
         print(f"[admm k={k}] n={n} d={d} P={P} device={dev} dtype={dt} "
               f"estimated memory {memory / 2**20:.1f} MiB")
     U_np, multipliers_np, rho = _stack_warm_start(warm_start, P, d)
+    tensors = _tensors
+    if tensors is None or tensors.dtype != dt or tensors.device != dev:
+        tensors = _Tensors(program, dev, dt)
 
     # ADMM's iterations are latency bound (P(d+1)-sized tensors): intra-op threads
     # only add synchronisation, up to 1000x slower when another job holds a core.
@@ -969,10 +968,6 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
     if dev.type == "cpu":
         torch.set_num_threads(1)
     try:
-        tensors = _tensors
-        if tensors is None or tensors.dtype != dt or tensors.device != dev:
-            tensors = _Tensors(program, dev, dt)
-            tensors.threads = threads
         op = tensors.output(k)
         U0 = None if U_np is None else torch.as_tensor(U_np, device=dev, dtype=torch.float64)
         multipliers = None
@@ -1020,10 +1015,9 @@ def solve_arrangement_first_order(program, tol=1e-6, max_iter=None, device="cpu"
                                   warm_start=None, verbose=False, n_jobs=None):
     """Solve every output's program with :func:`solve_arrangement_output_first_order`.
 
-    The outputs share the data tensors and the factorised pattern Hessian
-    (built once on the device) and are solved one after the other: each solve
-    already uses all CPU threads or the whole GPU through dense tensor
-    operations.
+    The outputs share the data tensors and the pattern Hessian (built once on
+    the device; each output factorises it with its own penalties) and are
+    solved one after the other.
 
     Parameters
     ----------

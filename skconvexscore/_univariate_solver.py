@@ -179,48 +179,12 @@ def _trace_coefficients(m, n, tau):
     return gaps, tau * m[0] / (2.0 * n), tau * m[-1] / (2.0 * n)
 
 
-def _build_skip(z, m, ybar, n, tau, lam_kink):
-    """Skip connection: variables ``f_1..f_N`` then ``U_1..U_{N-1}``.
-
-    The outer slopes equal the neighbouring gap slopes at the optimum (a kink
-    on an extreme point only gains trace when ``alpha`` is below the bound),
-    so they are not variables.
-    """
-    N = z.shape[0]
-    g = np.diff(z)
-    qp = _QP(N + (N - 1))
-    f = np.arange(N)
-    U = N + np.arange(N - 1)
-    qp.h[f] = m / n
-    qp.c[f] = -m * ybar / n
-    gap_c, left_c, right_c = _trace_coefficients(m, n, tau)
-    qp.c[U] = gap_c
-    qp.c[U[0]] += left_c
-    qp.c[U[-1]] += right_c
-    qp.x_key[f] = np.arange(N)
-    qp.x_key[U] = np.arange(N - 1) + 0.5
-    k = np.arange(N - 1)
-    qp.add_equalities([(f[k + 1], 1.0), (f[k], -1.0), (U[k], -g)], k + 0.5)
-    i = np.arange(1, N - 1)  # interior kinks: delta_i = U_i - U_{i-1}
-    kept = qp.add_l1([(U[i], 1.0), (U[i - 1], -1.0)], lam_kink[i])
-    return qp.finalize(), {"f": f, "U": U, "kink_points": i, "kept": kept}
-
-
-def _prefix_sums(v):
-    """``cumsum(v)`` accumulated in extended precision where the platform has it.
-
-    The working-set certificate recovers multipliers ``O(1/n)`` in size as
-    differences of running sums ``O(1)`` in size over up to ``n`` terms; a
-    float64 running sum would lose up to ``n eps`` of that.
-    """
-    return np.cumsum(v, dtype=np.longdouble)
-
-
 class _SkipProblem:
-    """The skip-connection QP of :func:`_build_skip`, kept as vectors.
+    """The skip-connection QP as vectors: fit, trace and kink coefficients.
 
-    Holds what both the segment QPs and the full problem's optimality check
-    need, without building the ``O(n)``-row sparse QP.
+    The one source of these coefficients for the full QP (:func:`_build_skip`),
+    the segment QPs and the full problem's optimality check; the latter two
+    never build the ``O(n)``-row sparse QP.
     """
 
     def __init__(self, z, m, ybar, n, tau, lam_kink):
@@ -238,6 +202,39 @@ class _SkipProblem:
         self.lam[1:-1] = lam_kink[1:-1]
         self.c_scale = (max(float(np.max(np.abs(self.c_f))), float(np.max(np.abs(self.c_U))))
                         + float(np.max(self.lam)) + 1e-300)
+
+
+def _build_skip(prob):
+    """Skip connection, the full QP of a :class:`_SkipProblem`: ``f_1..f_N`` then ``U_1..U_{N-1}``.
+
+    The outer slopes equal the neighbouring gap slopes at the optimum (a kink
+    on an extreme point only gains trace when ``alpha`` is below the bound),
+    so they are not variables.
+    """
+    N = prob.N
+    qp = _QP(N + (N - 1))
+    f = np.arange(N)
+    U = N + np.arange(N - 1)
+    qp.h[f] = prob.h_f
+    qp.c[f] = prob.c_f
+    qp.c[U] = prob.c_U
+    qp.x_key[f] = np.arange(N)
+    qp.x_key[U] = np.arange(N - 1) + 0.5
+    k = np.arange(N - 1)
+    qp.add_equalities([(f[k + 1], 1.0), (f[k], -1.0), (U[k], -prob.g)], k + 0.5)
+    i = np.arange(1, N - 1)  # interior kinks: delta_i = U_i - U_{i-1}
+    kept = qp.add_l1([(U[i], 1.0), (U[i - 1], -1.0)], prob.lam[i])
+    return qp.finalize(), {"f": f, "U": U, "kink_points": i, "kept": kept}
+
+
+def _prefix_sums(v):
+    """``cumsum(v)`` accumulated in extended precision where the platform has it.
+
+    The working-set certificate recovers multipliers ``O(1/n)`` in size as
+    differences of running sums ``O(1)`` in size over up to ``n`` terms; a
+    float64 running sum would lose up to ``n eps`` of that.
+    """
+    return np.cumsum(v, dtype=np.longdouble)
 
 
 def _build_segments(prob, knots):
@@ -960,8 +957,8 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
     if program.skip_connection:
         # abs with skip = relu with skip at alpha/2, kink delta = 2 u
         lam_kink = lam_relu if relu else lam_abs / 2.0
-        ws = _solve_skip_working_set(_SkipProblem(z, m, ybar, n, tau, lam_kink), tol, max_iter,
-                                     verbose, slope_unit)
+        prob = _SkipProblem(z, m, ybar, n, tau, lam_kink)
+        ws = _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit)
         if ws is not None:
             U, knots, nu_knots = ws["U"], ws["knots"], ws["nu_knots"]
             n_iter, gap, res, qp_value = ws["n_iter"], ws["gap"], ws["res"], ws["primal"]
@@ -969,7 +966,7 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
             zero = np.ones(N, dtype=bool)
             zero[knots] = _inactive_knots(lam_kink[knots], nu_knots, U[knots] - U[knots - 1])
         else:
-            qp, info = _build_skip(z, m, ybar, n, tau, lam_kink)
+            qp, info = _build_skip(prob)
             x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
             U = x[info["U"]]
             zero = np.zeros(N, dtype=bool)

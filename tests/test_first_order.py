@@ -52,17 +52,10 @@ CASES = [(d, act, skip) for d in (2, 3)
          for act, skip in (("relu", True), ("relu", False), ("abs", True), ("abs", False))]
 
 
+@pytest.mark.parametrize("objective, alpha", [("sm", 0.2), ("dsm", 0.05)])
 @pytest.mark.parametrize("d, activation, skip", CASES)
-def test_sm_agrees_with_cvxpy(d, activation, skip):
-    program = make_program("sm", d, 0.2, activation, skip)
-    reference = solve_arrangement_output_cvxpy(program, 0)
-    solution = solve_arrangement_output_first_order(program, 0, tol=1e-6)
-    assert_agrees(program, solution, reference)
-
-
-@pytest.mark.parametrize("d, activation, skip", CASES)
-def test_dsm_agrees_with_cvxpy(d, activation, skip):
-    program = make_program("dsm", d, 0.05, activation, skip)
+def test_agrees_with_cvxpy(objective, alpha, d, activation, skip):
+    program = make_program(objective, d, alpha, activation, skip)
     reference = solve_arrangement_output_cvxpy(program, 0)
     solution = solve_arrangement_output_first_order(program, 0, tol=1e-6)
     assert_agrees(program, solution, reference)

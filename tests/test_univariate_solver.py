@@ -288,10 +288,10 @@ def test_working_set_certificate_holds_for_the_full_qp():
     zz, m, ybar, _, _ = _us._group_points(program)
     n = program.n
     lam = program.alpha - m / (2.0 * n)
-    ws = _us._solve_skip_working_set(_us._SkipProblem(zz, m, ybar, n, 1.0, lam), 1e-8, 200,
-                                     False, 1.0)
+    prob = _us._SkipProblem(zz, m, ybar, n, 1.0, lam)
+    ws = _us._solve_skip_working_set(prob, 1e-8, 200, False, 1.0)
     assert ws is not None and 0 < ws["knots"].size < zz.size // 8
-    qp, info = _us._build_skip(zz, m, ybar, n, 1.0, lam)
+    qp, info = _us._build_skip(prob)
     x = np.concatenate([ws["f"], ws["U"]])
     nu = ws["nu"][info["kink_points"]][info["kept"]]
     Mx = qp.M @ x
