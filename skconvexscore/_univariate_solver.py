@@ -29,16 +29,23 @@ Mehrotra predictor-corrector primal-dual interior point method; each Newton
 system is reduced (values and l1 multipliers eliminated, both diagonal) to a
 banded system in the slopes and the chain multipliers, factorised once per
 iteration by banded LU with partial pivoting (LAPACK ``gbtrf``), i.e.
-``O(n)`` time and memory per iteration and no ``n x n`` matrix.
+``O(n)`` time and memory per iteration and no ``n x n`` matrix. The full QP
+with a skip connection -- the default model, and the one whose solutions are
+dense near the bound -- is kept in vector form (:class:`_ChainQP`): its
+matrices are applied by differences and its band is written directly with
+strided slices (:class:`_ChainKKT`), so no sparse matrix is built on that
+path; the other QPs go through the general sparse-to-band assembly
+(:class:`_BandedKKT`).
 
 Starting point and cost. The method starts at the kink-free (Gaussian /
 least-squares) solution when its l1 multipliers prove it optimal (``alpha >=
 alpha_G``: a few iterations), otherwise from a wide, well-centred split whose
-width grows like ``N^2`` (slopes near the bound scale like inverse squared
-gaps), restarting without the shortcut, then from a narrow start, if that
+width grows like ``N^2`` up to ``1e12`` (slopes near the bound scale like
+inverse squared gaps), restarting without the shortcut, then from a narrow start, if that
 fails or stalls. Per iteration: one
 ``gbtrf`` and two ``gbtrs`` on a band of half-width 2 (skip connection) to 6,
-a few CSR products and O(1) vector passes, with BLAS pinned to one thread.
+a few operator products and O(1) vector passes, with BLAS pinned to one
+thread.
 Non-finite iterates raise :class:`SolverError`; nothing uncertified is
 returned.
 
@@ -225,6 +232,88 @@ def _build_skip(prob):
     i = np.arange(1, N - 1)  # interior kinks: delta_i = U_i - U_{i-1}
     kept = qp.add_l1([(U[i], 1.0), (U[i - 1], -1.0)], prob.lam[i])
     return qp.finalize(), {"f": f, "U": U, "kink_points": i, "kept": kept}
+
+
+class _Operator:
+    """A linear map applied with ``@`` (the chain QP's matrices, never stored)."""
+
+    __slots__ = ("_apply",)
+
+    def __init__(self, apply):
+        self._apply = apply
+
+    def __matmul__(self, v):
+        return self._apply(v)
+
+
+class _ChainQP:
+    r"""The full skip QP of a :class:`_SkipProblem` in vector form: ``x = (f_1..f_N, U_1..U_{N-1})``.
+
+    The same program as :func:`_build_skip` (its sparse form), with the
+    matrices applied by differences instead of stored: ``E x = diff(f) - g U``
+    and ``M x = diff(U)`` on the interior points with a positive weight. The
+    interior point method pairs it with :class:`_ChainKKT`, which assembles
+    the reduced Newton matrix directly in band form.
+    """
+
+    def __init__(self, prob):
+        N = prob.N
+        self.N, self.g, self.h_f = N, prob.g, prob.h_f
+        self.n_var, self.n_eq = 2 * N - 1, N - 1
+        self.h = np.concatenate([prob.h_f, np.zeros(N - 1)])
+        self.c = np.concatenate([prob.c_f, prob.c_U])
+        self.e = np.zeros(N - 1)
+        lam_interior = prob.lam[1:-1]
+        # kink rows: interior point i (1..N-2) is row kept[l] + 1; zero weights have none
+        self.kept = np.flatnonzero(lam_interior > 0)
+        self._every_kink = self.kept.size == N - 2
+        self.lam = lam_interior[self.kept]
+        self.n_l1 = self.kept.size
+        self.E = _Operator(self._E)
+        self.M = _Operator(self._M)
+
+    def _E(self, x):
+        N = self.N
+        out = np.subtract(x[1:N], x[: N - 1])
+        out -= self.g * x[N:]
+        return out
+
+    def kinks(self, U):
+        """``U_i - U_{i-1}`` on the kink rows."""
+        kink = np.subtract(U[1:], U[:-1])
+        return kink if self._every_kink else kink[self.kept]
+
+    def _M(self, x):
+        return self.kinks(x[self.N:])
+
+    def on_points(self, v):
+        """A vector on the kink rows, spread over the interior points (zeros elsewhere)."""
+        if self._every_kink:
+            return v
+        full = np.zeros(self.N - 2)
+        full[self.kept] = v
+        return full
+
+    def adjoint(self, y, nu):
+        """``E^T y + M^T nu`` in one pass (either may be ``None``)."""
+        N = self.N
+        out = np.zeros(self.n_var)
+        if y is not None:
+            # D^T y on the values (y_{-1} = y_{N-1} = 0), -g y on the slopes
+            out[0] = -y[0]
+            np.subtract(y[:-1], y[1:], out=out[1 : N - 1])
+            out[N - 1] = y[-1]
+            np.multiply(self.g, y, out=out[N:])
+            np.negative(out[N:], out=out[N:])
+        if nu is not None:
+            self.add_kink_adjoint(nu, out[N:])
+        return out
+
+    def add_kink_adjoint(self, nu, out_U):
+        """``out_U += M_U^T nu``: kink ``U_i - U_{i-1}`` adds ``nu`` to ``U_i``, subtracts from ``U_{i-1}``."""
+        nu = self.on_points(nu)
+        out_U[1:] += nu
+        out_U[:-1] -= nu
 
 
 def _prefix_sums(v):
@@ -635,6 +724,10 @@ class _BandedKKT:
                                      shape=(self.var_pos.shape[0], qp.n_l1))
         self._ab = None
 
+    def adjoint(self, y, nu):
+        """``E^T y + M^T nu``."""
+        return self.ET @ y + self.MT @ nu
+
     def factorize(self, w):
         # one band buffer, factorised in place: a fresh ~100 MB array per
         # iteration (n = 1e6) costs its page faults every time
@@ -666,6 +759,86 @@ class _BandedKKT:
         dx[self.p] = rxp - (self.EpT @ dy) * self.hp_inv
         dnu = w * (self.M @ dx - rho_m)
         return dx, dy, dnu
+
+
+class _ChainKKT:
+    r"""The reduced Newton matrix of a :class:`_ChainQP`, assembled in band form.
+
+    The values ``f`` (diagonal curvature ``h``) and the l1 multipliers are
+    eliminated as in :class:`_BandedKKT`; what is left couples each slope
+    ``U_k`` with its chain multiplier ``y_k`` (``-g_k``), its neighbouring
+    slopes through the kink weights (``M^T W M``, tridiagonal) and ``y_k`` with
+    ``y_{k+1}`` through ``T = D H^{-1} D^T``. Interleaved as
+    ``U_0, y_0, U_1, y_1, ...`` it is pentadiagonal, so the band is written
+    with strided slices, ``O(N)`` with no sparse matrix, and an iteration
+    costs one ``gbtrf`` and two ``gbtrs`` plus a few vector passes. The same
+    directions as :class:`_BandedKKT` on the sparse form (tested).
+    """
+
+    kl = ku = 2
+
+    def __init__(self, qp):
+        self.qp = qp
+        self.E, self.M, self.adjoint = qp.E, qp.M, qp.adjoint
+        g, h_f = qp.g, qp.h_f
+        K = g.shape[0]
+        self.size = 2 * K
+        self.ldab = 2 * self.kl + self.ku + 1
+        # row kl + ku + i - j of column j holds entry (i, j); rows 0, 1 are gbtrf's fill
+        band0 = np.zeros((self.ldab, self.size), order="F")
+        band0[4, 0::2] = -(1.0 / h_f[:-1] + 1.0 / h_f[1:])  # -T_kk
+        band0[3, 1::2] = -g  # (y_k, U_k)
+        band0[5, 0::2] = -g  # (U_k, y_k)
+        band0[2, 2::2] = 1.0 / h_f[1:-1]  # (y_k, y_{k+1}) = -T_{k,k+1}
+        band0[6, 0:-2:2] = 1.0 / h_f[1:-1]
+        self.band0 = band0
+        self._ab = np.empty_like(band0)
+        self._w_points = np.zeros(K + 1)
+        self._rhs = np.empty(self.size)
+        self._inv_h = 1.0 / h_f
+
+    def factorize(self, w):
+        ab = self._ab
+        np.copyto(ab, self.band0)
+        # kink weights on points 0..N-1 (none on the extreme points)
+        wp = self._w_points
+        wp[1:-1] = self.qp.on_points(w)
+        np.add(wp[:-1], wp[1:], out=ab[4, 1::2])
+        np.negative(wp[1:-1], out=ab[2, 3::2])
+        ab[6, 1:-2:2] = ab[2, 3::2]
+        lu, piv, info = lapack.dgbtrf(ab, self.kl, self.ku, overwrite_ab=1)
+        if info != 0:
+            raise SolverError(f"the Newton system is singular (LAPACK gbtrf info={info}).")
+        self._lu, self._piv, self._w = lu, piv, w
+
+    def solve(self, rho_x, rho_e, rho_m):
+        """Newton step ``(dx, dy_tilde, dnu_tilde)`` for right-hand sides ``rho``."""
+        qp, N = self.qp, self.qp.N
+        rhs = self._rhs
+        # slopes: rho_U + M_U^T (w rho_m); values eliminated: rho_f / h
+        rx_U = rhs[1::2]
+        rx_U[...] = rho_x[N:]
+        qp.add_kink_adjoint(self._w * rho_m, rx_U)
+        rxp = rho_x[:N] * self._inv_h
+        np.subtract(rho_e, rxp[1:], out=rhs[0::2])
+        rhs[0::2] += rxp[:-1]
+        sol, info = lapack.dgbtrs(self._lu, self.kl, self.ku, rhs, self._piv)
+        if info != 0:
+            raise SolverError(f"banded solve failed (LAPACK gbtrs info={info}).")
+        dy = sol[0::2]
+        dx = np.empty(qp.n_var)
+        dx[N:] = sol[1::2]
+        # values: (rho_f - D^T dy) / h
+        dyT = dx[:N]
+        dyT[0] = -dy[0]
+        np.subtract(dy[:-1], dy[1:], out=dyT[1:-1])
+        dyT[-1] = dy[-1]
+        dyT *= self._inv_h
+        np.subtract(rxp, dyT, out=dyT)
+        dnu = qp.kinks(dx[N:])
+        dnu -= rho_m
+        dnu *= self._w
+        return dx, dy.copy(), dnu
 
 
 def _max_step(v, dv):
@@ -721,7 +894,8 @@ def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None):
 
     The wide start (see :func:`_initial_point`) is scaled with the number of
     points: slopes near the bound grow like ``n^2`` (inverse squared gaps),
-    ``width = slope_unit * clip(N^2, 1e6, 1e10)``. A very wide split costs
+    ``width = slope_unit * clip(N^2, 1e6, 1e12)`` (at ``n = 1e6``, ``alpha =
+    2/n`` the cap ``1e10`` cost 28-30 iterations, ``N^2 = 1e12`` 24). A very wide split costs
     absolute accuracy in ``M x = a - b`` while ``a, b`` are large; if that
     start fails to certify (or stalls), the method restarts without the
     kink-free shortcut, then from the narrow ``1e6 * slope_unit`` start (the
@@ -733,12 +907,12 @@ def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None):
     loaded machine.
     """
     n_points = qp.n_l1 + 2
-    wide = slope_unit * min(max(float(n_points) ** 2, 1e6), 1e10)
+    wide = slope_unit * min(max(float(n_points) ** 2, 1e6), 1e12)
     starts = [(wide, True), (wide, False)]
     if wide > 1e6 * slope_unit:
         starts.append((1e6 * slope_unit, False))
     with threadpool_limits(limits=1, user_api="blas"):
-        kkt = _BandedKKT(qp)
+        kkt = _ChainKKT(qp) if isinstance(qp, _ChainQP) else _BandedKKT(qp)
         for attempt, (width, shortcut) in enumerate(starts):
             try:
                 return _interior_point_loop(qp, kkt, tol, max_iter, verbose, width, shortcut,
@@ -752,7 +926,7 @@ def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None):
 
 def _interior_point_loop(qp, kkt, tol, max_iter, verbose, width, shortcut, c_scale=None):
     lam, h, c = qp.lam, qp.h, qp.c
-    E, ET, M, MT = kkt.E, kkt.ET, kkt.M, kkt.MT
+    E, M = kkt.E, kkt.M
     nl = lam.shape[0]
     if nl:
         x, y, nu, a, b, za, zb = _initial_point(qp, kkt, width, shortcut)
@@ -765,7 +939,9 @@ def _interior_point_loop(qp, kkt, tol, max_iter, verbose, width, shortcut, c_sca
     best, best_it = np.inf, 0
     for it in range(1, max_iter + 1):
         Mx = M @ x
-        r_x = h * x + c - ET @ y - MT @ nu
+        r_x = h * x
+        r_x += c
+        r_x -= kkt.adjoint(y, nu)
         r_e = E @ x - qp.e
         r_m = Mx - (a - b)
         r_a = lam + nu - za
@@ -807,10 +983,11 @@ def _interior_point_loop(qp, kkt, tol, max_iter, verbose, width, shortcut, c_sca
         S = a * ia + b * ib
         w = 1.0 / S
         kkt.factorize(w)
+        neg_r_x, neg_r_e = -r_x, -r_e
 
         def direction(r_ca, r_cb):
             kappa = (r_ca - a * r_a) * ia - (r_cb - b * r_b) * ib
-            dx, dyt, dnut = kkt.solve(-r_x, -r_e, kappa - r_m)
+            dx, dyt, dnut = kkt.solve(neg_r_x, neg_r_e, kappa - r_m)
             dnu = -dnut
             dza = dnu + r_a
             dzb = r_b - dnu
@@ -966,11 +1143,11 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
             zero = np.ones(N, dtype=bool)
             zero[knots] = _inactive_knots(lam_kink[knots], nu_knots, U[knots] - U[knots - 1])
         else:
-            qp, info = _build_skip(prob)
+            qp = _ChainQP(prob)
             x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
-            U = x[info["U"]]
+            U = x[N:]
             zero = np.zeros(N, dtype=bool)
-            zero[1:-1] = _inactive(N - 2, info["kept"], nu, qp.lam)
+            zero[1:-1] = _inactive(N - 2, qp.kept, nu, qp.lam)
             qp_value = _qp_value(qp, x)
         delta = np.zeros(N)
         delta[1:-1] = np.diff(U)

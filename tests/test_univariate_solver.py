@@ -309,6 +309,47 @@ def test_working_set_certificate_holds_for_the_full_qp():
     assert primal == pytest.approx(_us._qp_value(qp, full_x), rel=1e-7)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_chain_form_matches_the_sparse_form(ties):
+    """The vector-form skip QP and its directly written band give the sparse form's Newton steps."""
+    rng = np.random.default_rng(25)
+    X = rng.standard_normal(80)
+    if ties:
+        X[:12] = X[12:24]
+    z, _ = _standardised(X)
+    program = UnivariateProgram("sm", z, 3.0 / z.size)
+    zz, m, ybar, _, _ = _us._group_points(program)
+    lam = np.maximum(program.alpha - m / (2.0 * program.n), 0.0)
+    if ties:
+        lam[7] = 0.0  # an unpenalised interior point has no kink row
+    prob = _us._SkipProblem(zz, m, ybar, program.n, 1.0, lam)
+    sparse, _ = _us._build_skip(prob)
+    chain = _us._ChainQP(prob)
+    assert chain.n_l1 == sparse.n_l1
+    assert chain.n_l1 < zz.size - 2 if ties else chain.n_l1 == zz.size - 2
+    for name in ("h", "c", "lam", "e"):
+        np.testing.assert_array_equal(getattr(chain, name), getattr(sparse, name))
+    x = rng.standard_normal(chain.n_var)
+    y = rng.standard_normal(chain.n_eq)
+    nu = rng.standard_normal(chain.n_l1)
+    np.testing.assert_allclose(chain.E @ x, sparse.E @ x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chain.M @ x, sparse.M @ x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chain.adjoint(y, nu), sparse.E.T @ y + sparse.M.T @ nu,
+                               rtol=0, atol=1e-12)
+    general, structured = _us._BandedKKT(sparse), _us._ChainKKT(chain)
+    # interior-point weights span many orders of magnitude
+    w = np.exp(3.0 * rng.standard_normal(chain.n_l1))
+    general.factorize(w)
+    structured.factorize(w)
+    for ref, got in zip(general.solve(x, y, nu), structured.solve(x, y, nu)):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9 * np.max(np.abs(ref)))
+    # and the interior point method reaches the same optimum on both
+    full_sparse, *_ = _us._interior_point(sparse, 1e-9, 200, False)
+    full_chain, *_ = _us._interior_point(chain, 1e-9, 200, False)
+    assert _us._qp_value(chain, full_chain) == pytest.approx(
+        _us._qp_value(sparse, full_sparse), rel=1e-8)
+
+
 def test_dense_solution_falls_back_to_the_full_ipm():
     """Near the bound almost every point is a kink: the working set gives up early."""
     rng = np.random.default_rng(24)
