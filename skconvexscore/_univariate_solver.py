@@ -22,6 +22,15 @@ linear terms), which is also where the well-posedness bound comes from.
 Without skip connection the score is split into its forward part ``F``
 (forward atoms, zero left of the data) and reversed part ``R`` (zero right of
 the data), each with its own slope chain; the absolute value ties their kinks.
+With ReLU the skip program is a relaxation of the one without skip
+connection (a reversed atom is a forward atom minus a line); when the skip
+optimum's line can be carried by reversed weights of the kinks' own signs,
+at no extra weight decay, it is the optimum without skip connection too, and
+that program is solved as the skip one (:func:`_solve_relu_through_skip`).
+Near the bound, where the solution kinks at almost every point, it is so in
+every case we have run, and it avoids the forward/reversed QP there, whose
+Newton systems lose their accuracy for ``n`` in the hundreds of thousands
+(the method stalls uncertified).
 
 No ``1/g_k`` ever appears: the difference constraints are kept, with their
 multipliers, so near-duplicate points are harmless. The program is solved by a
@@ -822,19 +831,20 @@ class _ChainKKT:
         rxp = rho_x[:N] * self._inv_h
         np.subtract(rho_e, rxp[1:], out=rhs[0::2])
         rhs[0::2] += rxp[:-1]
-        sol, info = lapack.dgbtrs(self._lu, self.kl, self.ku, rhs, self._piv)
+        # in place: the views of the solution below are copied before the next solve
+        sol, info = lapack.dgbtrs(self._lu, self.kl, self.ku, rhs, self._piv, overwrite_b=1)
         if info != 0:
             raise SolverError(f"banded solve failed (LAPACK gbtrs info={info}).")
         dy = sol[0::2]
         dx = np.empty(qp.n_var)
         dx[N:] = sol[1::2]
-        # values: (rho_f - D^T dy) / h
-        dyT = dx[:N]
-        dyT[0] = -dy[0]
-        np.subtract(dy[:-1], dy[1:], out=dyT[1:-1])
-        dyT[-1] = dy[-1]
-        dyT *= self._inv_h
-        np.subtract(rxp, dyT, out=dyT)
+        # values: (rho_f - D^T dy) / h, with D^T dy formed in place
+        df = dx[:N]
+        df[0] = -dy[0]
+        np.subtract(dy[:-1], dy[1:], out=df[1:-1])
+        df[-1] = dy[-1]
+        df *= self._inv_h
+        np.subtract(rxp, df, out=df)
         dnu = qp.kinks(dx[N:])
         dnu -= rho_m
         dnu *= self._w
@@ -889,8 +899,12 @@ def _initial_point(qp, kkt, width, shortcut=True):
     return x, y, nu, a, b, lam + nu, lam - nu
 
 
-def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None):
+def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None,
+                    kink_free_start=True):
     """Mehrotra predictor-corrector on the QP; returns the primal-dual point.
+
+    ``kink_free_start=False`` skips the test of the kink-free solution (one
+    factorisation) when the caller already knows it is not optimal.
 
     The wide start (see :func:`_initial_point`) is scaled with the number of
     points: slopes near the bound grow like ``n^2`` (inverse squared gaps),
@@ -908,7 +922,7 @@ def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None):
     """
     n_points = qp.n_l1 + 2
     wide = slope_unit * min(max(float(n_points) ** 2, 1e6), 1e12)
-    starts = [(wide, True), (wide, False)]
+    starts = [(wide, True), (wide, False)] if kink_free_start else [(wide, False)]
     if wide > 1e6 * slope_unit:
         starts.append((1e6 * slope_unit, False))
     with threadpool_limits(limits=1, user_api="blas"):
@@ -1067,6 +1081,165 @@ def _qp_value(qp, x):
     return 0.5 * float(qp.h @ (x * x)) + float(qp.c @ x) + float(qp.lam @ np.abs(qp.M @ x))
 
 
+def _solve_skip(prob, tol, max_iter, verbose, slope_unit):
+    """The skip QP: working set first, the full chain IPM when the solution is dense.
+
+    Returns the kinks on every point (zero on the extremes), the mask of
+    kinks proven inactive, the QP value and the solver's certificate.
+    """
+    N = prob.N
+    ws = _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit)
+    if ws is not None:
+        U, knots = ws["U"], ws["knots"]
+        zero = np.ones(N, dtype=bool)
+        zero[knots] = _inactive_knots(prob.lam[knots], ws["nu_knots"], U[knots] - U[knots - 1])
+        fit = {"n_iter": ws["n_iter"], "gap": ws["gap"], "res": ws["res"],
+               "qp_value": ws["primal"],
+               "ws_info": {"working_set": int(knots.size), "working_set_rounds": ws["rounds"]}}
+    else:
+        qp = _ChainQP(prob)
+        # the working set's first round showed the kink-free line is not optimal
+        x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit,
+                                                        kink_free_start=False)
+        U = x[N:]
+        zero = np.zeros(N, dtype=bool)
+        zero[1:-1] = _inactive(N - 2, qp.kept, nu, qp.lam)
+        fit = {"n_iter": n_iter, "gap": gap, "res": res, "qp_value": _qp_value(qp, x),
+               "ws_info": {"working_set": None, "working_set_rounds": 0}}
+    kinks = np.zeros(N)
+    kinks[1:-1] = np.diff(U)
+    fit.update(kinks=kinks, zero=zero)
+    return fit
+
+
+def _solve_noskip(program, z, m, ybar, tau, lam, tied, tol, max_iter, verbose, slope_unit):
+    """No skip connection, the forward/reversed QP by the general banded IPM."""
+    N, n = z.shape[0], program.n
+    qp, info = _build_noskip(z, m, ybar, n, tau, lam, lam, tied)
+    x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
+    P = x[info["P"]]
+    Q = x[info["Q"]]
+    if tied:
+        Pfull = np.concatenate([[0.0], P, [x[info["PN"]]]])
+        u = np.diff(Pfull)
+        zero = _inactive(N, info["kept_fwd"], nu, qp.lam)
+        placements = [(u, zero, np.arange(N), 0)]
+    else:
+        u = np.diff(np.concatenate([[0.0], P]))  # u_1..u_{N-1}
+        w = np.diff(np.concatenate([Q, [0.0]]))  # w_2..w_N
+        zero_u = _inactive(N - 1, info["kept_fwd"], nu, qp.lam)
+        zero_w = _inactive(N - 1, info["kept_rev"], nu, qp.lam, offset=info["kept_fwd"].shape[0])
+        placements = [(u, zero_u, np.arange(N - 1), 0), (w, zero_w, np.arange(1, N), n)]
+    return {"n_iter": n_iter, "gap": gap, "res": res, "qp_value": _qp_value(qp, x),
+            "placements": placements,
+            "ws_info": {"working_set": None, "working_set_rounds": 0}}
+
+
+def _certify(program, placements, first, last, fit, tol):
+    """Atoms from QP kinks, exact zeros where proven inactive, certified against the QP value.
+
+    Records ``coef, slope, intercept, objective``, the rounding loss and the
+    certified gap (QP gap plus rounding loss) in ``fit``; returns whether that
+    gap is at most ``10 tol``.
+    """
+    qp_value = fit["qp_value"]
+    if program.objective == "dsm":
+        # the QP drops the constant 1/(2n) sum y^2
+        qp_value += 0.5 * float(np.mean(program.targets**2))
+    # exact zeros where the multiplier proves the kink inactive; kept only if
+    # the objective does not suffer (it cannot, up to interior-point residue)
+    candidates = []
+    for rounded in (True, False):
+        coef = np.zeros(program.n_atoms)
+        for values, zero, groups, offset in placements:
+            _place(coef, first, last, groups, np.where(zero, 0.0, values) if rounded else values,
+                   offset=offset)
+        if program.skip_connection:
+            slope, intercept = _best_line(program, coef)
+        else:
+            slope, intercept = 0.0, 0.0
+        objective = program.objective_value(coef, slope, intercept)
+        rounding = max(objective - qp_value, 0.0) / (1.0 + abs(objective))
+        candidates.append((rounding, coef, slope, intercept, objective))
+        if rounding <= tol:
+            break
+    rounding, coef, slope, intercept, objective = min(candidates, key=lambda t: t[0])
+    certified = fit["gap"] + rounding
+    fit.update(coef=coef, slope=slope, intercept=intercept, objective=objective,
+               rounding=rounding, certified=certified)
+    return bool(certified <= 10 * tol and np.isfinite(objective))
+
+
+def _split_line(kinks, a, slope, value):
+    r"""Reversed-atom weights ``w`` carrying a line, with ``0 <= w_j / kinks_j <= 1``.
+
+    ``-sum_j w_j (x - z_j)`` must equal the line of slope ``slope`` and value
+    ``value`` at ``z_1``: ``sum_j w_j = -slope`` and ``sum_j w_j a_j = value``
+    with ``a = z - z_1``. Among such ``w`` the least ``sum |w_j|`` is found by
+    a two-row LP (HiGHS) over the largest kinks first (few weights, so little
+    cancellation). Returns None if no such ``w`` exists among them.
+    """
+    from scipy.optimize import linprog
+
+    nonzero = np.flatnonzero(kinks)
+    if nonzero.size == 0:
+        return None
+    order = nonzero[np.argsort(-np.abs(kinks[nonzero]), kind="stable")]
+    for size in (20_000, 200_000):
+        cand = np.sort(order[:size])
+        k = kinks[cand]
+        res = linprog(np.sign(k), A_eq=np.vstack([np.ones(cand.size), a[cand]]),
+                      b_eq=[-slope, value],
+                      bounds=np.column_stack([np.minimum(k, 0.0), np.maximum(k, 0.0)]),
+                      method="highs")
+        if res.status == 0:
+            w = np.zeros(kinks.shape[0])
+            # clip HiGHS's bound tolerance so every weight keeps its kink's sign
+            w[cand] = np.clip(res.x, np.minimum(k, 0.0), np.maximum(k, 0.0))
+            return w
+        if size >= order.size:
+            break
+    return None
+
+
+def _solve_relu_through_skip(program, z, m, ybar, tau, lam, first, last, tol, max_iter, verbose,
+                             slope_unit):
+    r"""ReLU without skip connection, solved as the skip program when that is exact.
+
+    Writing each reversed atom as ``(z_j - x)_+ = (x - z_j)_+ - (x - z_j)``,
+    a network without skip connection is a skip network with kinks
+    ``u_j + w_j`` and line ``-sum_j w_j (x - z_j)``, at weight decay
+    ``sum lam_j (|u_j| + |w_j|) >= sum lam_j |u_j + w_j|``: the skip program
+    (same ``lam``) is a relaxation. If its optimal line can be carried by
+    reversed weights of the kinks' signs (:func:`_split_line`), the two costs
+    agree and the skip optimum is the optimum without skip connection too; its
+    certificate then certifies both. Near the bound, where the solution kinks
+    at almost every point, this has held in every case run, and the skip QP
+    is far better conditioned there. Returns the certified fit, or None (the caller then solves
+    the QP without skip connection).
+    """
+    N = z.shape[0]
+    try:
+        fit = _solve_skip(_SkipProblem(z, m, ybar, program.n, tau, lam), tol, max_iter, verbose,
+                          slope_unit)
+    except SolverError:
+        return None
+    keep = np.zeros(N - 1, dtype=bool)
+    # kinks proven inactive set to exact zeros first, as in _certify
+    for kinks in (np.where(fit["zero"], 0.0, fit["kinks"]), fit["kinks"]):
+        skip_atoms = np.zeros(program.n_atoms)
+        _place(skip_atoms, first, last, np.arange(N), kinks)
+        slope, intercept = _best_line(program, skip_atoms)
+        w = _split_line(kinks, z - z[0], slope, slope * z[0] + intercept)
+        if w is None:
+            continue
+        placements = [((kinks - w)[: N - 1], keep, np.arange(N - 1), 0),
+                      (w[1:], keep, np.arange(1, N), program.n)]
+        if _certify(program, placements, first, last, fit, tol):
+            return fit
+    return None
+
+
 def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
     r"""Solve a 1-D program exactly, in ``O(n)`` memory and ``O(n)`` per iteration.
 
@@ -1089,7 +1262,9 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
         working-set rounds). ``info["working_set"]`` is the number of knots
         of the working set that certified the solution (``None`` when the
         full interior point method solved it), ``info["working_set_rounds"]``
-        the number of segment QPs checked.
+        the number of segment QPs checked. Without skip connection,
+        ``info["via_skip_program"]`` says whether the program was solved as
+        the skip program (ReLU, when exact: :func:`_solve_relu_through_skip`).
 
     Raises
     ------
@@ -1130,81 +1305,36 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
         lam_abs = np.full(N, alpha)
     lam_relu = np.maximum(lam_relu, 0.0)
     lam_abs = np.maximum(lam_abs, 0.0)
-    ws_info = {"working_set": None, "working_set_rounds": 0}
     if program.skip_connection:
         # abs with skip = relu with skip at alpha/2, kink delta = 2 u
         lam_kink = lam_relu if relu else lam_abs / 2.0
-        prob = _SkipProblem(z, m, ybar, n, tau, lam_kink)
-        ws = _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit)
-        if ws is not None:
-            U, knots, nu_knots = ws["U"], ws["knots"], ws["nu_knots"]
-            n_iter, gap, res, qp_value = ws["n_iter"], ws["gap"], ws["res"], ws["primal"]
-            ws_info = {"working_set": int(knots.size), "working_set_rounds": ws["rounds"]}
-            zero = np.ones(N, dtype=bool)
-            zero[knots] = _inactive_knots(lam_kink[knots], nu_knots, U[knots] - U[knots - 1])
-        else:
-            qp = _ChainQP(prob)
-            x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
-            U = x[N:]
-            zero = np.zeros(N, dtype=bool)
-            zero[1:-1] = _inactive(N - 2, qp.kept, nu, qp.lam)
-            qp_value = _qp_value(qp, x)
-        delta = np.zeros(N)
-        delta[1:-1] = np.diff(U)
-        placements = [(delta if relu else delta / 2.0, zero, np.arange(N), 0)]
+        fit = _solve_skip(_SkipProblem(z, m, ybar, n, tau, lam_kink), tol, max_iter, verbose,
+                          slope_unit)
+        placements = [(fit["kinks"] if relu else fit["kinks"] / 2.0, fit["zero"], np.arange(N), 0)]
+        certified = _certify(program, placements, first, last, fit, tol)
     else:
-        tied = not relu
-        lam = lam_abs if tied else lam_relu
-        qp, info = _build_noskip(z, m, ybar, n, tau, lam, lam, tied)
-        x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
-        P = x[info["P"]]
-        Q = x[info["Q"]]
-        if tied:
-            Pfull = np.concatenate([[0.0], P, [x[info["PN"]]]])
-            u = np.diff(Pfull)
-            zero = _inactive(N, info["kept_fwd"], nu, qp.lam)
-            placements = [(u, zero, np.arange(N), 0)]
-        else:
-            u = np.diff(np.concatenate([[0.0], P]))  # u_1..u_{N-1}
-            w = np.diff(np.concatenate([Q, [0.0]]))  # w_2..w_N
-            zero_u = _inactive(N - 1, info["kept_fwd"], nu, qp.lam)
-            zero_w = _inactive(N - 1, info["kept_rev"], nu, qp.lam, offset=info["kept_fwd"].shape[0])
-            placements = [(u, zero_u, np.arange(N - 1), 0), (w, zero_w, np.arange(1, N), n)]
-        qp_value = _qp_value(qp, x)
-    if program.objective == "dsm":
-        # the QP drops the constant 1/(2n) sum y^2
-        qp_value += 0.5 * float(np.mean(program.targets**2))
-    # exact zeros where the multiplier proves the kink inactive; kept only if
-    # the objective does not suffer (it cannot, up to interior-point residue)
-    candidates = []
-    for rounded in (True, False):
-        coef = np.zeros(program.n_atoms)
-        for values, zero, groups, offset in placements:
-            _place(coef, first, last, groups, np.where(zero, 0.0, values) if rounded else values,
-                   offset=offset)
-        if program.skip_connection:
-            slope, intercept = _best_line(program, coef)
-        else:
-            slope, intercept = 0.0, 0.0
-        objective = program.objective_value(coef, slope, intercept)
-        rounding = max(objective - qp_value, 0.0) / (1.0 + abs(objective))
-        candidates.append((rounding, coef, slope, intercept, objective))
-        if rounding <= tol:
-            break
-    rounding, coef, slope, intercept, objective = min(candidates, key=lambda t: t[0])
-    certified = gap + rounding
-    if not (certified <= 10 * tol and np.isfinite(objective)):
+        fit = None
+        if relu:
+            fit = _solve_relu_through_skip(program, z, m, ybar, tau, lam_relu, first, last, tol,
+                                           max_iter, verbose, slope_unit)
+        via_skip = certified = fit is not None
+        if not via_skip:
+            fit = _solve_noskip(program, z, m, ybar, tau, lam_relu if relu else lam_abs, not relu,
+                                tol, max_iter, verbose, slope_unit)
+            certified = _certify(program, fit["placements"], first, last, fit, tol)
+        fit["ws_info"]["via_skip_program"] = via_skip
+    if not certified:
         raise SolverError(
-            f"the univariate solver could not certify its solution: relative gap {gap:.2e}, "
-            f"rounding loss {rounding:.2e} (tol={tol:g})."
+            f"the univariate solver could not certify its solution: relative gap {fit['gap']:.2e}, "
+            f"rounding loss {fit['rounding']:.2e} (tol={tol:g})."
         )
     return UnivariateSolution(
-        coef=coef,
-        slope=slope,
-        intercept=intercept,
-        objective=objective,
+        coef=fit["coef"],
+        slope=fit["slope"],
+        intercept=fit["intercept"],
+        objective=fit["objective"],
         status="optimal",
-        n_iter=n_iter,
-        duality_gap=certified,
-        info={"kkt_residual": res, "n_distinct": N, **ws_info},
+        n_iter=fit["n_iter"],
+        duality_gap=fit["certified"],
+        info={"kkt_residual": fit["res"], "n_distinct": N, **fit["ws_info"]},
     )

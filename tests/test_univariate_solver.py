@@ -350,6 +350,74 @@ def test_chain_form_matches_the_sparse_form(ties):
         _us._qp_value(sparse, full_sparse), rel=1e-8)
 
 
+def test_split_line_carries_the_line_with_the_kinks_signs():
+    rng = np.random.default_rng(26)
+    kinks = rng.standard_normal(400) * np.exp(2.0 * rng.standard_normal(400))
+    kinks[::7] = 0.0
+    a = np.sort(rng.random(400)) * 4.0
+    # a line some sign-consistent weights carry
+    theta = rng.random(400)
+    w_true = theta * kinks
+    slope, value = -w_true.sum(), w_true @ a
+    w = _us._split_line(kinks, a, slope, value)
+    assert w is not None
+    assert np.all(w * kinks >= 0) and np.all(np.abs(w) <= np.abs(kinks))
+    assert w.sum() == pytest.approx(-slope, rel=1e-9, abs=1e-9)
+    assert w @ a == pytest.approx(value, rel=1e-9, abs=1e-9)
+    # the least total weight: never more than the weights it was built from
+    assert np.abs(w).sum() <= np.abs(w_true).sum() * (1 + 1e-9)
+    # positive kinks only cannot carry a line of positive slope (sum w = -slope < 0)
+    assert _us._split_line(np.abs(kinks), a, 1.0, 0.0) is None
+    assert _us._split_line(np.zeros(10), a[:10], 1.0, 0.0) is None
+
+
+@pytest.mark.parametrize("objective", ["sm", "dsm"])
+def test_relu_without_skip_near_the_bound_is_the_skip_program(objective):
+    """Near the bound the skip optimum's line is carried by reversed atoms: the same optimum."""
+    rng = np.random.default_rng(27)
+    z, _ = _standardised(rng.standard_normal(300))
+    z[40] = z[41]  # a tie that leaves the bound at 1/n
+    z = np.sort(z)
+    if objective == "sm":
+        bound = UnivariateProgram("sm", z, 1.0, "relu", False).well_posedness_bound()
+        programs = [UnivariateProgram("sm", z, 2.0 * bound, "relu", skip) for skip in (False, True)]
+    else:
+        programs = [_dsm_program(z[::3], 1e-3, "relu", skip, np.random.default_rng(28))
+                    for skip in (False, True)]
+    noskip, skip = (solve_univariate_exact(p) for p in programs)
+    assert noskip.info["via_skip_program"]
+    assert noskip.objective == pytest.approx(skip.objective, rel=1e-8)
+    assert noskip.duality_gap <= 1e-7
+    # the network has no line, and its value is the program's at its atoms
+    assert noskip.slope == 0.0 and noskip.intercept == 0.0
+    assert programs[0].objective_value(noskip.coef, 0.0, 0.0) == pytest.approx(noskip.objective)
+    reference = solve_univariate_cvxpy(programs[0])
+    assert noskip.objective <= reference.objective + 1e-6 * (1 + abs(reference.objective))
+
+
+def test_relu_without_skip_in_the_gaussian_regime_uses_its_own_qp():
+    """No kinks cannot carry the Gaussian line: the forward/reversed QP, above the skip optimum."""
+    rng = np.random.default_rng(29)
+    z, _ = _standardised(rng.standard_normal(200))
+    alpha = gaussian_regime_alpha(z)
+    noskip = solve_univariate_exact(UnivariateProgram("sm", z, alpha, "relu", False))
+    skip = solve_univariate_exact(UnivariateProgram("sm", z, alpha, "relu", True))
+    assert not noskip.info["via_skip_program"]
+    assert noskip.objective > skip.objective + 1e-3
+    reference = solve_univariate_cvxpy(UnivariateProgram("sm", z, alpha, "relu", False))
+    assert noskip.objective == pytest.approx(reference.objective, rel=1e-6)
+
+
+def test_relu_without_skip_certifies_at_large_n_near_the_bound():
+    """The forward/reversed QP stalled uncertified here (n = 3e5, alpha = 2/n)."""
+    rng = np.random.default_rng(30)
+    z, _ = _standardised(rng.standard_normal(300_000))
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, 2.0 / z.size, "relu", False))
+    assert sol.info["via_skip_program"] and sol.duality_gap <= 1e-7
+    skip = solve_univariate_exact(UnivariateProgram("sm", z, 2.0 / z.size, "relu", True))
+    assert sol.objective == pytest.approx(skip.objective, rel=1e-8)
+
+
 def test_dense_solution_falls_back_to_the_full_ipm():
     """Near the bound almost every point is a kink: the working set gives up early."""
     rng = np.random.default_rng(24)
