@@ -5,7 +5,9 @@ Prints a Markdown table: fit time (s) and objective (standardised units) of
 * ``exact``   -- :func:`skconvexscore._univariate_solver.solve_univariate_exact`;
   ``iters`` are its interior point iterations (summed over the working-set
   rounds), ``path`` is ``ws K/R`` when the working set certified the solution
-  with ``K`` knots after ``R`` rounds, ``full`` when the full IPM solved it;
+  with ``K`` knots after ``R`` rounds, ``full`` when the full IPM solved it,
+  ``(as skip)`` when a ReLU program without skip connection was solved as the
+  skip program (exact there);
 * ``dense``   -- :func:`solve_univariate_cvxpy` (n x n atom matrix, Clarabel), run
   only up to ``--dense-max`` points;
 * ``sparse``  -- CVXPY + Clarabel on the best sparse formulation: values ``f`` and
@@ -17,6 +19,7 @@ Usage::
 
     python benchmarks/bench_univariate.py            # n = 1e2 .. 1e6
     python benchmarks/bench_univariate.py --quick    # n = 1e2 .. 1e4
+    python benchmarks/bench_univariate.py --no-skip  # adds ReLU without skip at 2/n
 """
 
 import argparse
@@ -70,6 +73,8 @@ def main():
     parser.add_argument("--dense-max", type=int, default=2000)
     parser.add_argument("--sparse-max", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-skip", action="store_true",
+                        help="add SM a=2/n rows for ReLU without skip connection")
     args = parser.parse_args()
     sizes = [100, 2000, 10_000] if args.quick else [100, 2000, 10_000, 100_000, 1_000_000]
     rng = np.random.default_rng(args.seed)
@@ -84,6 +89,9 @@ def main():
                 ("SM a=20/n", UnivariateProgram("sm", z, 20.0 / n)),
                 ("SM a=alpha_G", UnivariateProgram("sm", z, gaussian_regime_alpha(z))),
             ]
+            if args.no_skip:
+                programs.append(("SM a=2/n relu no skip",
+                                 UnivariateProgram("sm", z, 2.0 / n, "relu", False)))
             # DSM with K = 10 noisy copies: N = n points in total
             K, sigma = 10, 0.1
             base = z[rng.integers(0, n, n // K)]
@@ -97,6 +105,8 @@ def main():
                     t_exact, sol = timed(lambda: solve_univariate_exact(program))
                     knots = sol.info["working_set"]
                     path = "full" if knots is None else f"ws {knots}/{sol.info['working_set_rounds']}"
+                    if sol.info.get("via_skip_program"):
+                        path += " (as skip)"
                     row = [kind, name, str(program.n), f"{t_exact:.3f}", f"{sol.objective:.8g}",
                            str(sol.n_iter), path]
                 except Exception as exc:  # report, do not hide: an uncertified fit is a failure
@@ -110,7 +120,8 @@ def main():
                         row += [f"{time.perf_counter() - t0:.3f}", f"failed ({type(exc).__name__})"]
                 else:
                     row += ["-", "-"]
-                if program.objective == "sm" and program.n <= args.sparse_max:
+                if (program.objective == "sm" and program.skip_connection
+                        and program.activation == "relu" and program.n <= args.sparse_max):
                     t0 = time.perf_counter()
                     try:
                         value, status = sparse_cvxpy(program)
