@@ -50,8 +50,8 @@ Starting point and cost. The method starts at the kink-free (Gaussian /
 least-squares) solution when its l1 multipliers prove it optimal (``alpha >=
 alpha_G``: a few iterations), otherwise from a wide, well-centred split whose
 width grows like ``N^2`` up to ``1e12`` (slopes near the bound scale like
-inverse squared gaps), restarting without the shortcut, then from a narrow start, if that
-fails or stalls. Per iteration: one
+inverse squared gaps), restarting without the shortcut, then from a narrow
+start, if that fails or stalls. Per iteration: one
 ``gbtrf`` and two ``gbtrs`` on a band of half-width 2 (skip connection) to 6,
 a few operator products and O(1) vector passes, with BLAS pinned to one
 thread.
@@ -198,9 +198,9 @@ def _trace_coefficients(m, n, tau):
 class _SkipProblem:
     """The skip-connection QP as vectors: fit, trace and kink coefficients.
 
-    The one source of these coefficients for the full QP (:func:`_build_skip`),
-    the segment QPs and the full problem's optimality check; the latter two
-    never build the ``O(n)``-row sparse QP.
+    The one source of these coefficients for the full QP (:class:`_ChainQP`,
+    and its sparse reference form :func:`_build_skip`), the segment QPs and
+    the full problem's optimality check.
     """
 
     def __init__(self, z, m, ybar, n, tau, lam_kink):
@@ -221,7 +221,11 @@ class _SkipProblem:
 
 
 def _build_skip(prob):
-    """Skip connection, the full QP of a :class:`_SkipProblem`: ``f_1..f_N`` then ``U_1..U_{N-1}``.
+    """Skip connection, the full QP of a :class:`_SkipProblem` as a sparse :class:`_QP`.
+
+    Variables ``f_1..f_N`` then ``U_1..U_{N-1}``. The solver uses the vector
+    form :class:`_ChainQP`; this general form is the reference it is checked
+    against (the same program through :class:`_BandedKKT`).
 
     The outer slopes equal the neighbouring gap slopes at the optimum (a kink
     on an extreme point only gains trace when ``alpha`` is below the bound),
@@ -256,7 +260,9 @@ class _Operator:
 
 
 class _ChainQP:
-    r"""The full skip QP of a :class:`_SkipProblem` in vector form: ``x = (f_1..f_N, U_1..U_{N-1})``.
+    r"""The full skip QP of a :class:`_SkipProblem` in vector form.
+
+    Variables ``x = (f_1..f_N, U_1..U_{N-1})``.
 
     The same program as :func:`_build_skip` (its sparse form), with the
     matrices applied by differences instead of stored: ``E x = diff(f) - g U``
@@ -319,7 +325,10 @@ class _ChainQP:
         return out
 
     def add_kink_adjoint(self, nu, out_U):
-        """``out_U += M_U^T nu``: kink ``U_i - U_{i-1}`` adds ``nu`` to ``U_i``, subtracts from ``U_{i-1}``."""
+        """``out_U += M_U^T nu``.
+
+        The kink ``U_i - U_{i-1}`` adds its ``nu`` to ``U_i`` and takes it from ``U_{i-1}``.
+        """
         nu = self.on_points(nu)
         out_U[1:] += nu
         out_U[:-1] -= nu
@@ -778,7 +787,7 @@ class _ChainKKT:
     ``U_k`` with its chain multiplier ``y_k`` (``-g_k``), its neighbouring
     slopes through the kink weights (``M^T W M``, tridiagonal) and ``y_k`` with
     ``y_{k+1}`` through ``T = D H^{-1} D^T``. Interleaved as
-    ``U_0, y_0, U_1, y_1, ...`` it is pentadiagonal, so the band is written
+    ``y_0, U_0, y_1, U_1, ...`` it is pentadiagonal, so the band is written
     with strided slices, ``O(N)`` with no sparse matrix, and an iteration
     costs one ``gbtrf`` and two ``gbtrs`` plus a few vector passes. The same
     directions as :class:`_BandedKKT` on the sparse form (tested).
@@ -909,8 +918,8 @@ def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None,
     The wide start (see :func:`_initial_point`) is scaled with the number of
     points: slopes near the bound grow like ``n^2`` (inverse squared gaps),
     ``width = slope_unit * clip(N^2, 1e6, 1e12)`` (at ``n = 1e6``, ``alpha =
-    2/n`` the cap ``1e10`` cost 28-30 iterations, ``N^2 = 1e12`` 24). A very wide split costs
-    absolute accuracy in ``M x = a - b`` while ``a, b`` are large; if that
+    2/n`` the cap ``1e10`` cost 28-30 iterations, ``N^2 = 1e12`` 24). A very
+    wide split costs absolute accuracy in ``M x = a - b`` while ``a, b`` are large; if that
     start fails to certify (or stalls), the method restarts without the
     kink-free shortcut, then from the narrow ``1e6 * slope_unit`` start (the
     previous default), before giving up.
@@ -1188,14 +1197,13 @@ def _split_line(kinks, a, slope, value):
     for size in (20_000, 200_000):
         cand = np.sort(order[:size])
         k = kinks[cand]
+        lo, hi = np.minimum(k, 0.0), np.maximum(k, 0.0)
         res = linprog(np.sign(k), A_eq=np.vstack([np.ones(cand.size), a[cand]]),
-                      b_eq=[-slope, value],
-                      bounds=np.column_stack([np.minimum(k, 0.0), np.maximum(k, 0.0)]),
-                      method="highs")
+                      b_eq=[-slope, value], bounds=np.column_stack([lo, hi]), method="highs")
         if res.status == 0:
             w = np.zeros(kinks.shape[0])
             # clip HiGHS's bound tolerance so every weight keeps its kink's sign
-            w[cand] = np.clip(res.x, np.minimum(k, 0.0), np.maximum(k, 0.0))
+            w[cand] = np.clip(res.x, lo, hi)
             return w
         if size >= order.size:
             break
@@ -1215,8 +1223,8 @@ def _solve_relu_through_skip(program, z, m, ybar, tau, lam, first, last, tol, ma
     agree and the skip optimum is the optimum without skip connection too; its
     certificate then certifies both. Near the bound, where the solution kinks
     at almost every point, this has held in every case run, and the skip QP
-    is far better conditioned there. Returns the certified fit, or None (the caller then solves
-    the QP without skip connection).
+    is far better conditioned there. Returns the certified fit, or None (the
+    caller then solves the QP without skip connection).
     """
     N = z.shape[0]
     try:
@@ -1224,17 +1232,20 @@ def _solve_relu_through_skip(program, z, m, ybar, tau, lam, first, last, tol, ma
                           slope_unit)
     except SolverError:
         return None
-    keep = np.zeros(N - 1, dtype=bool)
+    none_zeroed = np.zeros(N - 1, dtype=bool)
     # kinks proven inactive set to exact zeros first, as in _certify
-    for kinks in (np.where(fit["zero"], 0.0, fit["kinks"]), fit["kinks"]):
+    variants = [np.where(fit["zero"], 0.0, fit["kinks"])]
+    if fit["zero"].any():
+        variants.append(fit["kinks"])
+    for kinks in variants:
         skip_atoms = np.zeros(program.n_atoms)
         _place(skip_atoms, first, last, np.arange(N), kinks)
         slope, intercept = _best_line(program, skip_atoms)
         w = _split_line(kinks, z - z[0], slope, slope * z[0] + intercept)
         if w is None:
             continue
-        placements = [((kinks - w)[: N - 1], keep, np.arange(N - 1), 0),
-                      (w[1:], keep, np.arange(1, N), program.n)]
+        placements = [((kinks - w)[: N - 1], none_zeroed, np.arange(N - 1), 0),
+                      (w[1:], none_zeroed, np.arange(1, N), program.n)]
         if _certify(program, placements, first, last, fit, tol):
             return fit
     return None
