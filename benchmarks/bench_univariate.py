@@ -9,7 +9,7 @@ Prints a Markdown table: fit time (s) and objective (standardised units) of
   ``(as skip)`` when a ReLU program without skip connection was solved as the
   skip program (exact there);
 * ``dense``   -- :func:`solve_univariate_cvxpy` (n x n atom matrix, Clarabel), run
-  only up to ``--dense-max`` points (100 without skip connection: 2n atoms);
+  only up to ``--dense-max`` points (100 for ReLU without skip connection: 2n atoms);
 * ``sparse``  -- CVXPY + Clarabel on the best sparse formulation: values ``f`` and
   gap slopes ``U`` with ``f_{k+1} - f_k = g_k U_k`` (trend filtering without
   ``1/g``), penalty on ``diff(U)``; SM with ReLU and skip connection only, up to
@@ -19,7 +19,7 @@ Usage::
 
     python benchmarks/bench_univariate.py            # n = 1e2 .. 1e6
     python benchmarks/bench_univariate.py --quick    # n = 1e2 .. 1e4
-    python benchmarks/bench_univariate.py --no-skip  # adds ReLU without skip at 2/n
+    python benchmarks/bench_univariate.py --no-skip  # adds ReLU and abs without skip at 2/n
 """
 
 import argparse
@@ -74,7 +74,7 @@ def main():
     parser.add_argument("--sparse-max", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-skip", action="store_true",
-                        help="add SM a=2/n rows for ReLU without skip connection")
+                        help="add SM a=2/n rows for ReLU and abs without skip connection")
     args = parser.parse_args()
     sizes = [100, 2000, 10_000] if args.quick else [100, 2000, 10_000, 100_000, 1_000_000]
     rng = np.random.default_rng(args.seed)
@@ -92,6 +92,8 @@ def main():
             if args.no_skip:
                 programs.append(("SM a=2/n relu no skip",
                                  UnivariateProgram("sm", z, 2.0 / n, "relu", False)))
+                programs.append(("SM a=2/n abs no skip",
+                                 UnivariateProgram("sm", z, 2.0 / n, "abs", False)))
             # DSM with K = 10 noisy copies: N = n points in total
             K, sigma = 10, 0.1
             base = z[rng.integers(0, n, n // K)]
@@ -111,9 +113,10 @@ def main():
                            str(sol.n_iter), path]
                 except Exception as exc:  # report, do not hide: an uncertified fit is a failure
                     row = [kind, name, str(program.n), "failed", type(exc).__name__, "-", "-"]
-                # without skip connection the dense program has 2n atoms: Clarabel took 851 s at
-                # n = 2000 (and stopped short of the optimum)
-                dense_max = args.dense_max if program.skip_connection else min(args.dense_max, 100)
+                # ReLU without skip connection has 2n atoms: Clarabel took 851 s at n = 2000 (and
+                # stopped short of the optimum)
+                relu_noskip = program.activation == "relu" and not program.skip_connection
+                dense_max = min(args.dense_max, 100) if relu_noskip else args.dense_max
                 if program.n <= dense_max:
                     t0 = time.perf_counter()
                     try:

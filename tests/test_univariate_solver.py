@@ -337,6 +337,9 @@ def test_chain_form_matches_the_sparse_form(ties):
     np.testing.assert_allclose(chain.adjoint(y, nu), sparse.E.T @ y + sparse.M.T @ nu,
                                rtol=0, atol=1e-12)
     general, structured = _us._BandedKKT(sparse), _us._ChainKKT(chain)
+    size = abs(sparse.E).T @ np.abs(y) + abs(sparse.M).T @ np.abs(nu)
+    np.testing.assert_allclose(structured.adjoint_size(y, nu), size, rtol=1e-14)
+    np.testing.assert_allclose(general.adjoint_size(y, nu), size, rtol=1e-14)
     # interior-point weights span many orders of magnitude
     w = np.exp(3.0 * rng.standard_normal(chain.n_l1))
     general.factorize(w)
@@ -440,3 +443,83 @@ def test_bimodal_exactly_at_gaussian_alpha():
     assert np.count_nonzero(sol.coef) == 0
     assert sol.objective == pytest.approx(-0.5, abs=1e-9)
     assert sol.slope == pytest.approx(-1.0, abs=1e-9)
+
+
+def test_residual_beyond_rounding():
+    """The dual residual ignores what rounding the terms it sums can explain, nothing more."""
+    eps = np.finfo(np.float64).eps
+    r_x = np.array([1e-6, 3e-7, -2e-6])
+    hx = np.array([1e10, 0.0, 0.0])
+    c = np.array([0.0, 0.0, 1.0])
+    size = np.array([1e10, 0.0, 0.0])
+    # entry 0 is within 8 eps (|hx| + |c| + size) = 3.6e-5; entry 2 exceeds 8 eps by 2e-6 - 8 eps
+    assert _us._beyond_rounding(r_x, hx, c, size) == pytest.approx(2e-6 - 8 * eps, rel=1e-12)
+    assert _us._beyond_rounding(r_x[:1], hx[:1], c[:1], size[:1]) == 0.0
+
+
+@pytest.mark.parametrize("objective", ["sm", "dsm"])
+def test_abs_noskip_chain_is_the_program(objective):
+    """Any abs network without skip, written as values and slopes, is feasible for the
+    folded chain QP, and the QP's value there is the program's objective (ties merged)."""
+    rng = np.random.default_rng(31)
+    X = rng.standard_normal(40)
+    X[:6] = X[6:12]  # ties, including possibly at the extremes
+    z, _ = _standardised(X)
+    if objective == "sm":
+        program = _sm_program(z, 1.7, "abs", False)
+    else:
+        program = _dsm_program(z, 0.05, "abs", False, rng)
+    zz, m, ybar, first, last = _us._group_points(program)
+    n, N = program.n, zz.size
+    lam = (program.alpha - m / n) if objective == "sm" else np.full(N, program.alpha)
+    tau = 1.0 if objective == "sm" else 0.0
+    qp, info = _us._build_abs_noskip(zz, m, ybar, n, tau, lam)
+    u = rng.standard_normal(N) * (rng.random(N) < 0.5)  # one merged atom per distinct point
+    coef = np.zeros(program.n_atoms)
+    _us._place(coef, first, last, np.arange(N), u)
+    f = program.evaluate(coef, 0.0, 0.0)[first]
+    x = np.zeros(qp.n_var)
+    x[:N] = f
+    x[info["U"]] = np.diff(f) / np.diff(zz)
+    x[info["U0"]] = -u.sum()
+    assert np.max(np.abs(qp.E @ x)) <= 1e-12 * (1 + np.max(np.abs(x)))
+    # the kinks the QP charges are 2 u
+    np.testing.assert_allclose(qp.M @ x, 2 * u[info["kept"]], rtol=1e-9,
+                               atol=1e-9 * np.max(np.abs(u)))
+    value = _us._qp_value(qp, x)
+    if objective == "dsm":
+        value += 0.5 * np.mean(program.targets**2)
+    assert value == pytest.approx(program.objective_value(coef, 0.0, 0.0), rel=1e-10)
+
+
+def test_abs_noskip_gaussian_laplace_regime_at_scale():
+    """n = 1e5: for alpha above alpha_GL the optimum has atoms on the two extremes only and
+    the score is the Gaussian one scaled by 1 - alpha on the data, -beta (x - mean) with
+    beta = (1 - alpha)/var: u_1 = -beta (x_n - mean)/(x_n - x_1), u_n = beta (mean - x_1)/
+    (x_n - x_1), value -(1 - alpha)^2 / (2 var) (weight decay (alpha - 1/n) beta and trace
+    -beta (n - 1)/n)."""
+    rng = np.random.default_rng(3)
+    z, _ = _standardised(rng.standard_normal(100_000))
+    alpha = 0.5
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, alpha, "abs", False))
+    mean, var, span = z.mean(), z.var(), z[-1] - z[0]
+    beta = (1 - alpha) / var
+    assert sol.objective == pytest.approx(-(1 - alpha) ** 2 / (2 * var), rel=1e-9)
+    assert np.flatnonzero(sol.coef).tolist() == [0, z.size - 1]
+    expected = [-beta * (z[-1] - mean) / span, beta * (mean - z[0]) / span]
+    np.testing.assert_allclose(sol.coef[[0, -1]], expected, rtol=1e-4)
+
+
+def test_abs_noskip_near_the_bound_at_scale():
+    """n = 2e5 bimodal at twice the bound (the forward/reversed QP took 22 s at 3e5 and stalled
+    at 1e6): certified, and never below the ReLU-with-skip optimum at alpha/2, of which it is
+    a restriction with the same weight decay (|z| = 2 z_+ - z)."""
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(-2, 0.5, 100_000), rng.normal(2, 0.5, 100_000)])
+    z, _ = _standardised(X)
+    program = _sm_program(z, 2.0, "abs", False)
+    sol = solve_univariate_exact(program)
+    assert sol.duality_gap <= 1e-7
+    assert sol.objective == pytest.approx(program.objective_value(sol.coef, 0.0, 0.0), rel=1e-12)
+    relaxed = solve_univariate_exact(UnivariateProgram("sm", z, program.alpha / 2))
+    assert sol.objective >= relaxed.objective - 1e-7 * abs(relaxed.objective)
