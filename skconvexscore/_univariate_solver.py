@@ -28,10 +28,10 @@ forward part ``F`` (forward atoms, zero left of the data) and reversed part
 ``R`` (zero right of the data), each with its own slope chain
 (:func:`_build_relu_noskip`). With ReLU the skip program is a relaxation of
 the one without skip connection (a reversed atom is a forward atom minus a
-line); when the skip
-optimum's line can be carried by reversed weights of the kinks' own signs,
-at no extra weight decay, it is the optimum without skip connection too, and
-that program is solved as the skip one (:func:`_solve_relu_through_skip`).
+line); when the skip optimum's line can be carried by reversed weights of the
+kinks' own signs, at no extra weight decay, it is the optimum without skip
+connection too, and that program is solved as the skip one
+(:func:`_solve_relu_through_skip`).
 Near the bound, where the solution kinks at almost every point, it is so in
 every case we have run, and it avoids the forward/reversed QP there, whose
 Newton systems lose their accuracy for ``n`` in the hundreds of thousands
