@@ -523,3 +523,23 @@ def test_abs_noskip_near_the_bound_at_scale():
     assert sol.objective == pytest.approx(program.objective_value(sol.coef, 0.0, 0.0), rel=1e-12)
     relaxed = solve_univariate_exact(UnivariateProgram("sm", z, program.alpha / 2))
     assert sol.objective >= relaxed.objective - 1e-7 * abs(relaxed.objective)
+
+
+def test_dense_regime_is_polished_to_the_exact_sparse_optimum():
+    """alpha = 2/n at n = 2000 (the full interior point path): its active set with signs fixed
+    gives an exactly sparse point that the full QP's certificate proves optimal, no worse than
+    the interior point it came from."""
+    rng = np.random.default_rng(12)
+    z, _ = _standardised(rng.standard_normal(2000))
+    program = UnivariateProgram("sm", z, 2.0 / z.size)
+    sol = solve_univariate_exact(program)
+    assert sol.info["working_set"] is None and sol.info["active_set_polished"]
+    assert sol.duality_gap <= 1e-8
+    assert 0 < np.count_nonzero(sol.coef) < 0.25 * z.size
+    zz, m, ybar, _, _ = _us._group_points(program)
+    prob = _us._SkipProblem(zz, m, ybar, program.n, 1.0, program.alpha - m / (2.0 * program.n))
+    chain = _us._ChainQP(prob)
+    x, *_ = _us._interior_point(chain, 1e-8, 200, False)
+    interior_value = _us._qp_value(chain, x)
+    assert sol.objective <= interior_value + 1e-9 * abs(interior_value)
+    assert sol.objective == pytest.approx(interior_value, rel=1e-7)
