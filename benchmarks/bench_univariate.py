@@ -4,10 +4,11 @@ Prints a Markdown table: fit time (s) and objective (standardised units) of
 
 * ``exact``   -- :func:`skconvexscore._univariate_solver.solve_univariate_exact`;
   ``iters`` are its interior point iterations (summed over the working-set
-  rounds), ``path`` is ``ws K/R`` when the working set certified the solution
-  with ``K`` knots after ``R`` rounds, ``full`` when the full IPM solved it,
-  ``(as skip)`` when a ReLU program without skip connection was solved as the
-  skip program (exact there);
+  rounds), ``kinks`` the nonzero atoms it returns, ``path`` is ``ws K/R`` when
+  the working set certified the solution with ``K`` knots after ``R`` rounds,
+  ``full`` when the full IPM solved it (``polished`` when its active set then
+  gave the certified exact sparse optimum), ``(as skip)`` when a ReLU program
+  without skip connection was solved as the skip program (exact there);
 * ``dense``   -- :func:`solve_univariate_cvxpy` (n x n atom matrix, Clarabel), run
   only up to ``--dense-max`` points (100 for ReLU without skip connection: 2n atoms),
   Clarabel stopped after ``--dense-time-limit`` seconds (then reported as failed);
@@ -81,9 +82,9 @@ def main():
     args = parser.parse_args()
     sizes = [100, 2000, 10_000] if args.quick else [100, 2000, 10_000, 100_000, 1_000_000]
     rng = np.random.default_rng(args.seed)
-    print("| data | program | n (points) | exact s | exact objective | iters | path | dense s "
-          "| dense objective | sparse s | sparse objective (status) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | program | n (points) | exact s | exact objective | iters | kinks | path "
+          "| dense s | dense objective | sparse s | sparse objective (status) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in ("normal", "bimodal"):
         for n in sizes:
             z = data(kind, n, rng)
@@ -112,10 +113,12 @@ def main():
                     path = "full" if knots is None else f"ws {knots}/{sol.info['working_set_rounds']}"
                     if sol.info.get("via_skip_program"):
                         path += " (as skip)"
+                    if sol.info.get("active_set_polished"):
+                        path += " polished"
                     row = [kind, name, str(program.n), f"{t_exact:.3f}", f"{sol.objective:.8g}",
-                           str(sol.n_iter), path]
+                           str(sol.n_iter), str(np.count_nonzero(sol.coef)), path]
                 except Exception as exc:  # report, do not hide: an uncertified fit is a failure
-                    row = [kind, name, str(program.n), "failed", type(exc).__name__, "-", "-"]
+                    row = [kind, name, str(program.n), "failed", type(exc).__name__, "-", "-", "-"]
                 # ReLU without skip connection has 2n atoms: Clarabel took 851 s at n = 2000 (and
                 # stopped short of the optimum)
                 relu_noskip = program.activation == "relu" and not program.skip_connection

@@ -913,8 +913,6 @@ def _beyond_rounding(r_x, hx, c, adjoint_size):
     connection: ``1.9e-8`` relative to ``c``). What a few roundings per entry
     can explain, ``8 eps (|h x| + |c| + adjoint_size)``, is not counted.
     """
-    if r_x.size == 0:
-        return 0.0
     floor = np.abs(hx)
     floor += np.abs(c)
     floor += adjoint_size
@@ -1184,6 +1182,8 @@ def _polish_active_set(prob, qp, nu, tol, max_rounds=2):
     knots = np.flatnonzero(active | free)
     sign = -np.sign(nu_points[knots])
     for _ in range(max_rounds):
+        if knots.size == 0:
+            return None
         seg, info = _build_segments(prob, knots)
         kept = info["kept"]
         penalty = lam[knots][kept] * sign[kept]
@@ -1201,16 +1201,14 @@ def _polish_active_set(prob, qp, nu, tol, max_rounds=2):
         res_p, res_d, res_g, primal, _, nu_full, excess = _full_certificate(
             prob, knots, f, U, -yt, nu_knots)
         if max(res_p, res_d, res_g) <= tol:
-            return {"U": U, "knots": knots, "nu_knots": nu_knots, "primal": primal,
-                    "gap": res_g, "res": max(res_p, res_d)}
+            return {"U": U, "knots": knots, "primal": primal, "gap": res_g,
+                    "res": max(res_p, res_d)}
         wrong = (U[knots] - U[knots - 1]) * sign < 0
         new = np.flatnonzero(excess > 0.1 * tol * prob.c_scale)
         knots = np.concatenate([knots[~wrong], new])
         sign = np.concatenate([sign[~wrong], -np.sign(nu_full[new])])
         order = np.argsort(knots)
         knots, sign = knots[order], sign[order]
-        if not np.isfinite(primal) or knots.size == 0:
-            return None
     return None
 
 
