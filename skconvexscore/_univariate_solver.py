@@ -1417,7 +1417,10 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
         working-set rounds). ``info["working_set"]`` is the number of knots
         of the working set that certified the solution (``None`` when the
         full interior point method solved it), ``info["working_set_rounds"]``
-        the number of segment QPs checked. Without skip connection,
+        the number of segment QPs checked; when the full interior point method
+        solved the skip QP, ``info["active_set_polished"]`` says whether its
+        answer was replaced by the exact sparse optimum on its active set
+        (:func:`_polish_active_set`). Without skip connection,
         ``info["via_skip_program"]`` says whether the program was solved as
         the skip program (ReLU, when exact: :func:`_solve_relu_through_skip`).
 
