@@ -324,18 +324,16 @@ class _ChainQP:
         return full
 
     def adjoint(self, y, nu):
-        """``E^T y + M^T nu`` in one pass (either may be ``None``)."""
+        """``E^T y + M^T nu`` in one pass."""
         N = self.N
-        out = np.zeros(self.n_var)
-        if y is not None:
-            # D^T y on the values (y_{-1} = y_{N-1} = 0), -g y on the slopes
-            out[0] = -y[0]
-            np.subtract(y[:-1], y[1:], out=out[1 : N - 1])
-            out[N - 1] = y[-1]
-            np.multiply(self.g, y, out=out[N:])
-            np.negative(out[N:], out=out[N:])
-        if nu is not None:
-            self.add_kink_adjoint(nu, out[N:])
+        out = np.empty(self.n_var)
+        # D^T y on the values (y_{-1} = y_{N-1} = 0), -g y on the slopes
+        out[0] = -y[0]
+        np.subtract(y[:-1], y[1:], out=out[1 : N - 1])
+        out[N - 1] = y[-1]
+        np.multiply(self.g, y, out=out[N:])
+        np.negative(out[N:], out=out[N:])
+        self.add_kink_adjoint(nu, out[N:])
         return out
 
     def adjoint_size(self, y, nu):
@@ -413,6 +411,13 @@ def _build_segments(prob, knots):
     )
     kept = qp.add_l1([(V[s + 1], 1.0), (V[s], -1.0)], prob.lam[knots])
     return qp.finalize(), {"a": a, "V": V, "seg": seg, "d": d, "kept": kept}
+
+
+def _expand_segments(x, info):
+    """A segment QP's point (:func:`_build_segments`) as values ``f`` and gap slopes ``U``."""
+    a, V = x[info["a"]], x[info["V"]]
+    seg = info["seg"]
+    return a[seg] + V[seg] * info["d"], V[seg[:-1]]
 
 
 def _full_certificate(prob, knots, f, U, w, nu_knots):
@@ -545,10 +550,7 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
             except SolverError:
                 return best
             total_iter += n_it
-        a, V = x[info["a"]], x[info["V"]]
-        seg = info["seg"]
-        f = a[seg] + V[seg] * info["d"]
-        U = V[seg[:-1]]
+        f, U = _expand_segments(x, info)
         nu_knots = np.zeros(knots.size)
         nu_knots[info["kept"]] = nu_r
         res_p, res_d, res_g, primal, y, nu, excess = _full_certificate(prob, knots, f, U, w,
@@ -1193,9 +1195,7 @@ def _polish_active_set(prob, qp, nu, tol, max_rounds=2):
         except SolverError:
             return None
         x, yt, _ = kkt.solve(-(seg.c + seg.M.T @ penalty), seg.e, np.zeros(seg.n_l1))
-        a, V = x[info["a"]], x[info["V"]]
-        f = a[info["seg"]] + V[info["seg"]] * info["d"]
-        U = V[info["seg"][:-1]]
+        f, U = _expand_segments(x, info)
         nu_knots = np.zeros(knots.size)
         nu_knots[kept] = -penalty
         res_p, res_d, res_g, primal, _, nu_full, excess = _full_certificate(
