@@ -951,23 +951,23 @@ def _initial_point(qp, kkt, width, shortcut=True):
     solution (a narrow start forces many short steps while the slopes grow).
     """
     lam, nl = qp.lam, qp.lam.shape[0]
-    lam_max = float(lam.max(initial=0.0))
-    kkt.factorize(np.full(nl, 1e8 * lam_max))
-    x, yt, nut = kkt.solve(-qp.c, qp.e, np.zeros(nl))
-    y, nu = -yt, -nut
-    s = kkt.M @ x
-    if shortcut and np.all(np.isfinite(x)) and np.all(np.abs(nu) <= lam * (1.0 + 1e-6)):
-        nu = np.clip(nu, -0.99 * lam, 0.99 * lam)
-        size = float(np.mean(np.abs(s)))
-        slack = np.abs(s) + (size if size > 0 else 1e-22 * width)
-        a = np.maximum(s, 0.0) + slack
-        b = np.maximum(-s, 0.0) + slack
-    else:
-        x = np.zeros(qp.n_var)
-        y = np.zeros(qp.n_eq)
-        nu = np.zeros(nl)
-        a = np.full(nl, width)
-        b = a.copy()
+    if shortcut:
+        kkt.factorize(np.full(nl, 1e8 * float(lam.max(initial=0.0))))
+        x, yt, nut = kkt.solve(-qp.c, qp.e, np.zeros(nl))
+        y, nu = -yt, -nut
+        if np.all(np.isfinite(x)) and np.all(np.abs(nu) <= lam * (1.0 + 1e-6)):
+            s = kkt.M @ x
+            nu = np.clip(nu, -0.99 * lam, 0.99 * lam)
+            size = float(np.mean(np.abs(s)))
+            slack = np.abs(s) + (size if size > 0 else 1e-22 * width)
+            a = np.maximum(s, 0.0) + slack
+            b = np.maximum(-s, 0.0) + slack
+            return x, y, nu, a, b, lam + nu, lam - nu
+    x = np.zeros(qp.n_var)
+    y = np.zeros(qp.n_eq)
+    nu = np.zeros(nl)
+    a = np.full(nl, width)
+    b = a.copy()
     return x, y, nu, a, b, lam + nu, lam - nu
 
 
