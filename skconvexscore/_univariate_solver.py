@@ -74,7 +74,7 @@ keeps the fit diagonal and the continuity constraints free of ``1/g_k``
 full problem's multipliers then follow from stationarity by running sums, in
 ``O(n)``, restarted at every knot from the segment QP's multipliers
 (:func:`_full_certificate`); points whose kink multiplier leaves its box are
-added (:func:`_select`, roughly doubling the set) until the *full* QP is
+added (:func:`~skconvexscore._univariate_atoms.select_spread`, roughly doubling the set) until the *full* QP is
 certified with the residual below. Inactive knots are then dropped once and
 the result re-certified, so the kinks returned are the active ones. The
 kink-free start is in closed form, so the Gaussian regime costs a few
@@ -117,6 +117,7 @@ from threadpoolctl import threadpool_limits
 
 from ._programs import SolverError, UnboundedProgramError
 from ._solution import UnivariateSolution
+from ._univariate_atoms import select_spread, solve_noskip_working_set
 
 __all__ = ["solve_univariate_exact"]
 
@@ -478,36 +479,6 @@ def _full_certificate(prob, knots, f, U, w, nu_knots):
     return res_primal, res_dual, res_gap, primal, y, nu, excess
 
 
-def _select(excess, knots, budget, floor):
-    """About ``budget`` violators to add, spread over the runs of consecutive violators.
-
-    A violator is a non-knot whose box violation ``excess`` exceeds ``floor``.
-
-    Each run gets a share of the budget in proportion to its length (at least
-    one point), is cut into that many equal chunks, and each chunk contributes
-    its worst point: a long run (the kink-free start violates almost
-    everywhere) needs many kinks, and neighbouring points of one bump in
-    ``|nu|`` would be redundant.
-    """
-    bad = excess > floor
-    bad[knots] = False
-    idx = np.flatnonzero(bad)
-    if idx.size == 0:
-        return idx
-    run_first = np.flatnonzero(np.concatenate([[True], np.diff(idx) > 1]))
-    run_len = np.diff(np.append(run_first, idx.size))
-    share = np.maximum(1, (budget * run_len) // idx.size)
-    chunk = -(-run_len // share)  # ceil
-    pos = np.arange(idx.size) - np.repeat(run_first, run_len)
-    chunk_id = np.repeat(np.cumsum(share) - share, run_len) + pos // np.repeat(chunk, run_len)
-    chunk_first = np.flatnonzero(np.concatenate([[True], np.diff(chunk_id) > 0]))
-    ex = excess[idx]
-    chunk_max = np.maximum.reduceat(ex, chunk_first)
-    hit = np.flatnonzero(ex == np.repeat(chunk_max, np.diff(np.append(chunk_first, idx.size))))
-    hit = hit[np.concatenate([[True], np.diff(chunk_id[hit]) > 0])]
-    return idx[hit]
-
-
 def _inactive_knots(lam, nu, kink):
     """Knots whose kink an interior point method would zero, by its two slacks.
 
@@ -529,7 +500,7 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
     Starts from no knot (the kink-free line, in closed form), and after each
     segment QP checks the full problem (:func:`_full_certificate`): certified
     means certified for the full QP. Otherwise violators are added
-    (:func:`_select`, about twice the current set per round). Once certified,
+    (:func:`~skconvexscore._univariate_atoms.select_spread`, about twice the current set per round). Once certified,
     knots whose multiplier proves them inactive are dropped and the smaller
     set is solved and certified again, so that every kink returned is
     active. Returns ``None`` when the set would exceed ``max_fraction`` of
@@ -576,7 +547,7 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
             return best
         # violations below this pass the certificate's dual test on their own
         floor = 0.1 * tol * prob.c_scale
-        new = _select(excess, knots, max(min(256, N // 32), 8, 2 * knots.size), floor)
+        new = select_spread(excess, knots, max(min(256, N // 32), 8, 2 * knots.size), floor)
         if new.size == 0:
             # no violator, but not certified: the segment QP was not accurate enough
             if inner_tol < tol:
@@ -1296,6 +1267,30 @@ def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slo
             "ws_info": {"working_set": None, "working_set_rounds": 0}}
 
 
+def _solve_noskip_atoms(program, z, m, ybar, tau, lam, tol, verbose):
+    """Without skip connection, the sparse regimes: a working set of atoms, or None.
+
+    :func:`~skconvexscore._univariate_atoms.solve_noskip_working_set`, with
+    the set capped at ``N/8`` atoms (at least 32, at most 400): beyond that the banded QP over
+    every point is the better method.
+    """
+    N = z.shape[0]
+    relu = program.activation == "relu"
+    ws = solve_noskip_working_set(z, m, ybar, program.n, tau, lam, relu, tol, verbose,
+                                  max_atoms=min(400, max(32, N // 8)))
+    if ws is None:
+        return None
+    w, n = ws["w"], program.n
+    groups = np.arange(N)
+    if relu:
+        placements = [(w[:N], w[:N] == 0, groups, 0), (w[N:], w[N:] == 0, groups, n)]
+    else:
+        placements = [(w, w == 0, groups, 0)]
+    return {"n_iter": ws["n_iter"], "gap": ws["gap"], "res": ws["res"], "qp_value": ws["P"],
+            "placements": placements,
+            "ws_info": {"working_set": ws["n_set"], "working_set_rounds": ws["rounds"]}}
+
+
 def _certify(program, placements, first, last, fit, tol):
     """Atoms from QP kinks, exact zeros where proven inactive, certified against the QP value.
 
@@ -1485,10 +1480,14 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
                                            max_iter, verbose, slope_unit)
         via_skip = certified = fit is not None
         if not via_skip:
-            solve = _solve_relu_noskip if relu else _solve_abs_noskip
-            fit = solve(program, z, m, ybar, tau, lam_relu if relu else lam_abs, tol, max_iter,
-                        verbose, slope_unit)
-            certified = _certify(program, fit["placements"], first, last, fit, tol)
+            lam = lam_relu if relu else lam_abs
+            fit = _solve_noskip_atoms(program, z, m, ybar, tau, lam, tol, verbose)
+            if fit is not None:
+                certified = _certify(program, fit["placements"], first, last, fit, tol)
+            if not certified:
+                solve = _solve_relu_noskip if relu else _solve_abs_noskip
+                fit = solve(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slope_unit)
+                certified = _certify(program, fit["placements"], first, last, fit, tol)
         fit["ws_info"]["via_skip_program"] = via_skip
     if not certified:
         raise SolverError(

@@ -1,0 +1,329 @@
+r"""Working set over the atoms of the 1-D programs without skip connection.
+
+Without a skip connection the score is a sum of atoms only: ``(x - z_j)_+``
+and ``(z_j - x)_+`` (ReLU, forward and reversed) or ``|x - z_j|`` (absolute
+value), one per distinct point ``z_j``. Away from the well-posedness bound
+the optimum uses few of them (two, the extreme points, in the
+Gaussian-Laplace regime), and the banded QPs over every point cost a full
+interior point solve there -- for ReLU one whose Newton systems lose their
+accuracy from ``n ~ 1e5`` on. Here the lasso is solved on a small working set
+of atoms instead, and the full program is checked directly in atom space:
+
+.. math::
+
+    g_j = \frac1n \sum_i m_i (s_i - \bar y_i)\, a_j(z_i)
+          + \frac{\tau}{n} \sum_i m_i\, a_j'(z_i),
+
+the gradient of the smooth part with respect to every atom's coefficient, is
+``O(N)`` for all atoms at once by running sums over the gaps (no
+cancellation: every running sum is of terms of one sign times gaps). The
+point is optimal iff ``|g_j| <= lam_j`` where the coefficient is zero and
+``g_j = -lam_j sign(w_j)`` where it is not; violators join the set. The
+restricted problem is a dense lasso in the working set's Gram matrix, whose
+entries are closed-form in tail and head moments of the points
+(:class:`_Moments`), solved by Clarabel and then made exact on its support by
+one linear solve.
+
+The certificate is the module's relative KKT residual (see
+:mod:`skconvexscore._univariate_solver`): box violations and stationarity
+errors relative to ``c_scale``, complementarity ``sum_j (g_j w_j + lam_j
+|w_j|)`` relative to ``1 + |P|``.
+"""
+
+import numpy as np
+
+__all__ = ["solve_noskip_working_set"]
+
+
+def _prefix_sums(v):
+    """``cumsum(v)`` in extended precision where the platform has it."""
+    return np.cumsum(v, dtype=np.longdouble)
+
+
+def _suffix_sums(v):
+    """``out[k] = sum_{i > k} v_i`` (zero at the end), in extended precision."""
+    out = np.zeros(v.shape[0], dtype=np.longdouble)
+    out[:-1] = np.cumsum(v[::-1], dtype=np.longdouble)[::-1][1:]
+    return out
+
+
+def _head_sums(v):
+    """``out[k] = sum_{i < k} v_i`` (zero at the start), in extended precision."""
+    out = np.zeros(v.shape[0], dtype=np.longdouble)
+    out[1:] = _prefix_sums(v)[:-1]
+    return out
+
+
+def select_spread(excess, taken, budget, floor):
+    """About ``budget`` violators to add, spread over the runs of consecutive violators.
+
+    A violator is an index not in ``taken`` whose ``excess`` exceeds ``floor``.
+    Each run gets a share of the budget in proportion to its length (at least
+    one point), is cut into that many equal chunks, and each chunk contributes
+    its worst point: a long run (the kink-free start violates almost
+    everywhere) needs many kinks, and neighbouring points of one bump would
+    be redundant.
+    """
+    bad = excess > floor
+    bad[taken] = False
+    idx = np.flatnonzero(bad)
+    if idx.size == 0:
+        return idx
+    run_first = np.flatnonzero(np.concatenate([[True], np.diff(idx) > 1]))
+    run_len = np.diff(np.append(run_first, idx.size))
+    share = np.maximum(1, (budget * run_len) // idx.size)
+    chunk = -(-run_len // share)  # ceil
+    pos = np.arange(idx.size) - np.repeat(run_first, run_len)
+    chunk_id = np.repeat(np.cumsum(share) - share, run_len) + pos // np.repeat(chunk, run_len)
+    chunk_first = np.flatnonzero(np.concatenate([[True], np.diff(chunk_id) > 0]))
+    ex = excess[idx]
+    chunk_max = np.maximum.reduceat(ex, chunk_first)
+    hit = np.flatnonzero(ex == np.repeat(chunk_max, np.diff(np.append(chunk_first, idx.size))))
+    hit = hit[np.concatenate([[True], np.diff(chunk_id[hit]) > 0])]
+    return idx[hit]
+
+
+class _Moments:
+    r"""Tail and head moments of the points, for closed-form Gram entries.
+
+    ``tail_k[b] = sum_{i > b} m_i (z_i - z_b)^k`` and ``head_k[a] = sum_{i < a}
+    m_i (z_a - z_i)^k`` (``k = 0, 1, 2``), each accumulated gap by gap from its
+    own end, so every term is nonnegative.
+    """
+
+    def __init__(self, z, m):
+        g = np.diff(z)
+        self.z, self.m = z, m
+        t0 = _suffix_sums(m)
+        t1 = np.zeros_like(t0)
+        t1[:-1] = np.cumsum((g * t0[:-1])[::-1])[::-1]
+        t2 = np.zeros_like(t0)
+        t2[:-1] = np.cumsum((2.0 * g * t1[1:] + g * g * t0[:-1])[::-1])[::-1]
+        h0 = _head_sums(m)
+        h1 = np.zeros_like(h0)
+        h1[1:] = np.cumsum(g * h0[1:])
+        h2 = np.zeros_like(h0)
+        h2[1:] = np.cumsum(2.0 * g * h1[:-1] + g * g * h0[1:])
+        self.tail = [t.astype(np.float64) for t in (t0, t1, t2)]
+        self.head = [h.astype(np.float64) for h in (h0, h1, h2)]
+
+    def forward_reversed(self, f, r):
+        """``sum_i m_i (z_i - z_f)_+ (z_r - z_i)_+``: nonzero for ``f < i < r`` only."""
+        z, m = self.z, self.m
+        t0, t1, t2 = self.tail
+        D = z[r] - z[f]
+        beyond = t0[r] + m[r]  # points i >= r
+        w1 = t1[f] - (t1[r] + D * beyond)
+        w2 = t2[f] - (t2[r] + 2.0 * D * t1[r] + D * D * beyond)
+        return np.where(f < r, D * w1 - w2, 0.0)
+
+    def gram(self, orient, idx):
+        r"""``sum_i m_i a_p(z_i) a_q(z_i)`` for the atoms ``(orient, idx)``.
+
+        ``orient`` is +1 for ``(x - z)_+``, -1 for ``(z - x)_+``.
+        """
+        a = np.broadcast_to(idx[:, None], (idx.size, idx.size))
+        b = a.T
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        D = self.z[hi] - self.z[lo]
+        forward_forward = self.tail[2][hi] + D * self.tail[1][hi]
+        reversed_reversed = self.head[2][lo] + D * self.head[1][lo]
+        oa = np.broadcast_to(orient[:, None], a.shape)
+        ob = oa.T
+        G = np.where((oa > 0) & (ob > 0), forward_forward, 0.0)
+        G += np.where((oa < 0) & (ob < 0), reversed_reversed, 0.0)
+        G += np.where((oa > 0) & (ob < 0), self.forward_reversed(a, b), 0.0)
+        G += np.where((oa < 0) & (ob > 0), self.forward_reversed(b, a), 0.0)
+        return 0.5 * (G + G.T)
+
+
+class _AtomProblem:
+    """A 1-D program without skip connection, in distinct points and atoms.
+
+    Atoms are numbered ``0..N-1`` (forward ReLU, or absolute value) and
+    ``N..2N-1`` (reversed ReLU). ``lam`` holds each atom's l1 weight (the
+    merged weight of a tie group, as in the QPs).
+    """
+
+    def __init__(self, z, m, ybar, n, tau, lam, relu):
+        N = z.shape[0]
+        self.z, self.m, self.ybar, self.n, self.tau, self.relu = z, m, ybar, n, tau, relu
+        self.N, self.g = N, np.diff(z)
+        self.moments = _Moments(z, m)
+        after, before = self.moments.tail[0], self.moments.head[0]
+        # midpoint convention: an atom's own point gets half its slope
+        lin_forward = tau * (after + 0.5 * m) / n
+        lin_reversed = -tau * (before + 0.5 * m) / n
+        if relu:
+            self.lin = np.concatenate([lin_forward, lin_reversed])
+            self.lam = np.concatenate([lam, lam])
+        else:
+            self.lin = lin_forward + lin_reversed
+            self.lam = lam.copy()
+        self.n_atoms = self.lin.shape[0]
+        self.c_scale = (max(float(np.max(np.abs(self.lin))), float(np.max(np.abs(m * ybar))) / n)
+                        + float(np.max(lam)) + 1e-300)
+
+    def split(self, w):
+        """Forward and reversed coefficients on the points (abs: each atom is both)."""
+        N = self.N
+        return (w[:N], w[N:]) if self.relu else (w, w)
+
+    def values(self, w):
+        """``s(z_i)`` for every point, by running sums of slopes over the gaps."""
+        u, v = self.split(w)
+        g = self.g
+        forward = np.zeros(self.N, dtype=np.longdouble)
+        forward[1:] = _prefix_sums(g * _prefix_sums(u)[:-1].astype(np.float64))
+        tail_v = _suffix_sums(v)[:-1].astype(np.float64)
+        backward = np.zeros(self.N, dtype=np.longdouble)
+        backward[:-1] = np.cumsum((g * tail_v)[::-1], dtype=np.longdouble)[::-1]
+        return (forward + backward).astype(np.float64)
+
+    def gradient(self, s):
+        """Gradient of the smooth part with respect to every atom at the values ``s``."""
+        r = self.m * (s - self.ybar)
+        g = self.g
+        after = np.zeros(self.N, dtype=np.longdouble)  # sum_{i > j} r_i (z_i - z_j)
+        after[:-1] = np.cumsum((g * _suffix_sums(r)[:-1].astype(np.float64))[::-1],
+                               dtype=np.longdouble)[::-1]
+        before = np.zeros(self.N, dtype=np.longdouble)  # sum_{i < j} r_i (z_j - z_i)
+        before[1:] = np.cumsum(g * _prefix_sums(r)[:-1].astype(np.float64), dtype=np.longdouble)
+        if self.relu:
+            fit = np.concatenate([after, before]).astype(np.float64)
+        else:
+            fit = (after + before).astype(np.float64)
+        return fit / self.n + self.lin
+
+    def objective(self, w, s):
+        """The program's value (DSM without its constant ``mean(y^2)/2``)."""
+        fit = float(self.m @ (0.5 * s * s - self.ybar * s)) / self.n
+        return fit + float(self.lin @ w) + float(self.lam @ np.abs(w))
+
+    def gram(self, atoms):
+        N = self.N
+        if self.relu:
+            orient = np.where(atoms < N, 1.0, -1.0)
+            return self.moments.gram(orient, atoms % N) / self.n
+        ones = np.ones(atoms.size)
+        both = np.concatenate([atoms, atoms])
+        G = self.moments.gram(np.concatenate([ones, -ones]), both)
+        k = atoms.size
+        # |x - z| = (x - z)_+ + (z - x)_+
+        return (G[:k, :k] + G[:k, k:] + G[k:, :k] + G[k:, k:]) / self.n
+
+    def certificate(self, w):
+        """``(res_dual, res_gap, P, s, excess)`` of the full program at ``w``."""
+        s = self.values(w)
+        grad = self.gradient(s)
+        lam = self.lam
+        nonzero = w != 0
+        excess = np.where(nonzero, np.abs(grad + lam * np.sign(w)),
+                          np.maximum(np.abs(grad) - lam, 0.0))
+        P = self.objective(w, s)
+        comp = float(grad @ w + lam @ np.abs(w))
+        return float(np.max(excess)) / self.c_scale, abs(comp) / (1.0 + abs(P)), P, s, excess
+
+
+def _restricted_lasso(G, q, lam, max_corrections=5):
+    r"""``min 1/2 w^T G w + q^T w + sum lam |w|`` for a small dense PSD ``G``.
+
+    Clarabel (through CVXPY) finds the support and signs up to its residue
+    (entries below ``1e-6`` of the largest are taken as zero); the
+    coefficients are then solved exactly on that support, ``G_AA w_A = -(q_A
+    + lam_A sign_A)``, and the support corrected (wrong signs dropped,
+    violators off it added, a primal-dual active-set step) until the
+    restricted optimality conditions hold to rounding. Returns ``(w,
+    iterations)``, Clarabel's answer with its residue cleared if the
+    corrections do not settle, or ``None`` if Clarabel fails.
+    """
+    import warnings
+
+    import cvxpy as cp
+
+    k = q.shape[0]
+    w = cp.Variable(k)
+    problem = cp.Problem(cp.Minimize(0.5 * cp.quad_form(w, cp.psd_wrap(G)) + q @ w
+                                     + lam @ cp.abs(w)))
+    try:
+        with warnings.catch_warnings():
+            # an inaccurate answer is only a guess of the support: checked below
+            warnings.simplefilter("ignore", UserWarning)
+            problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12,
+                          tol_feas=1e-12, max_iter=200)
+    except cp.error.SolverError:
+        return None
+    if problem.status not in ("optimal", "optimal_inaccurate") or w.value is None:
+        return None
+    approx = np.asarray(w.value, dtype=np.float64)
+    n_iter = problem.solver_stats.num_iters or 0
+    approx[np.abs(approx) <= 1e-6 * float(np.max(np.abs(approx), initial=0.0))] = 0.0
+    sign = np.sign(approx)
+    for _ in range(max_corrections):
+        support = sign != 0
+        exact = np.zeros(k)
+        if support.any():
+            rhs = -(q[support] + lam[support] * sign[support])
+            exact[support] = np.linalg.lstsq(G[np.ix_(support, support)], rhs, rcond=None)[0]
+        grad = G @ exact + q
+        slack = 1e-9 * (np.abs(q) + lam + np.abs(G) @ np.abs(exact))
+        wrong = support & (exact * sign <= 0)
+        outside = ~support & (np.abs(grad) > lam + slack)
+        if not (wrong.any() or outside.any()):
+            return exact, n_iter
+        sign[wrong] = 0.0
+        sign[outside] = -np.sign(grad[outside])
+    return approx, n_iter
+
+
+def solve_noskip_working_set(z, m, ybar, n, tau, lam, relu, tol, verbose=False,
+                             max_atoms=400, max_rounds=30):
+    """Solve a program without skip connection on a growing working set of atoms.
+
+    Starts from the extreme atoms (forward on the first point and reversed on
+    the last for ReLU, the two extreme absolute values otherwise: together
+    they carry any line on the data), and adds the worst violators of the
+    full problem's optimality conditions (about as many as the set holds)
+    until the full problem is certified to ``tol``.
+
+    Returns a dict with the coefficients ``w`` on every atom (exact zeros off
+    the set), the certificate and counts, or ``None`` when the set would
+    exceed ``max_atoms`` (a dense solution: the banded QP over every point is
+    the better method) or a restricted solve fails.
+    """
+    prob = _AtomProblem(z, m, ybar, n, tau, lam, relu)
+    N = prob.N
+    atoms = np.array([0, 2 * N - 1] if relu else [0, N - 1])
+    total_iter = 0
+    for rounds in range(1, max_rounds + 1):
+        G = prob.gram(atoms)
+        q = prob.gradient(np.zeros(N))[atoms]
+        solved = _restricted_lasso(G, q, prob.lam[atoms])
+        if solved is None:
+            return None
+        w_set, n_iter = solved
+        total_iter += n_iter
+        w = np.zeros(prob.n_atoms)
+        w[atoms] = w_set
+        res_dual, res_gap, P, _, excess = prob.certificate(w)
+        floor = 0.1 * tol * prob.c_scale
+        if verbose:
+            print(f"atom working set round {rounds}: {atoms.size} atoms, "
+                  f"{np.count_nonzero(w_set)} nonzero, P={P: .10e}  dual={res_dual:.2e}  "
+                  f"gap={res_gap:.2e}  violators={np.count_nonzero(excess > floor)}")
+        if max(res_dual, res_gap) <= tol:
+            return {"w": w, "P": P, "gap": res_gap, "res": res_dual, "n_iter": total_iter,
+                    "rounds": rounds, "n_set": int(atoms.size)}
+        if atoms.size >= 64 and np.count_nonzero(excess > floor) > 0.25 * prob.n_atoms:
+            # dozens of well-spread atoms barely helped: a dense solution
+            return None
+        budget = max(16, atoms.size)
+        new = select_spread(excess, atoms, budget, floor)
+        if new.size == 0:
+            return None
+        if new.size > budget:  # one per run of violators can exceed it
+            new = np.sort(new[np.argsort(excess[new])[-budget:]])
+        if atoms.size + new.size > max_atoms:
+            return None
+        atoms = np.union1d(atoms, new)
+    return None

@@ -1,0 +1,128 @@
+"""The working set over atoms for the 1-D programs without skip connection."""
+
+import numpy as np
+import pytest
+
+from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
+from skconvexscore._programs import UnivariateProgram, gaussian_regime_alpha, standardize
+from skconvexscore._univariate_atoms import (
+    _AtomProblem,
+    _restricted_lasso,
+    solve_noskip_working_set,
+)
+from skconvexscore._univariate_solver import solve_univariate_exact
+
+
+def _standardised(X):
+    Z, _ = standardize(np.asarray(X, dtype=np.float64)[:, None])
+    return np.sort(Z.ravel())
+
+
+def _dense_atoms(z, relu):
+    """Atom values and midpoint-convention derivatives at the points, as dense matrices."""
+    diff = z[:, None] - z[None, :]
+    if relu:
+        values = np.hstack([np.maximum(diff, 0.0), np.maximum(-diff, 0.0)])
+        slopes = np.hstack([(diff > 0) + 0.5 * (diff == 0), -((diff < 0) + 0.5 * (diff == 0))])
+    else:
+        values, slopes = np.abs(diff), np.sign(diff)
+    return values, slopes
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("tau", [1.0, 0.0])
+def test_values_gradient_and_gram_match_the_dense_atoms(relu, tau):
+    """Running sums over the gaps equal the dense atom matrix: values, every atom's gradient
+    (fit and midpoint trace), and the Gram matrix of a subset from the moments."""
+    rng = np.random.default_rng(0)
+    N = 12
+    z = np.sort(rng.standard_normal(N))
+    m = rng.integers(1, 4, N).astype(np.float64)
+    n = m.sum()
+    ybar = rng.standard_normal(N) * (1.0 - tau)
+    prob = _AtomProblem(z, m, ybar, n, tau, np.full(N, 0.3), relu)
+    A, dA = _dense_atoms(z, relu)
+    w = rng.standard_normal(A.shape[1]) * (rng.random(A.shape[1]) < 0.5)
+    s = A @ w
+    np.testing.assert_allclose(prob.values(w), s, rtol=0, atol=1e-13)
+    gradient = A.T @ (m * (s - ybar)) / n + tau * dA.T @ m / n
+    np.testing.assert_allclose(prob.gradient(s), gradient, rtol=0, atol=1e-13)
+    atoms = np.sort(rng.choice(A.shape[1], 8, replace=False))
+    gram = A[:, atoms].T @ (m[:, None] * A[:, atoms]) / n
+    np.testing.assert_allclose(prob.gram(atoms), gram, rtol=0, atol=1e-13)
+    value = (m @ (0.5 * s * s - ybar * s)) / n + tau * (m @ (dA @ w)) / n + 0.3 * np.abs(w).sum()
+    assert prob.objective(w, s) == pytest.approx(value, rel=1e-13)
+
+
+def test_restricted_lasso_is_exact_on_its_support():
+    """Clarabel's support, then one solve: stationarity to rounding on the support and the
+    box on the rest."""
+    rng = np.random.default_rng(1)
+    B = rng.standard_normal((40, 15))
+    G = B.T @ B / 40
+    q = rng.standard_normal(15)
+    lam = np.full(15, 0.5)
+    w, _ = _restricted_lasso(G, q, lam)
+    grad = G @ w + q
+    on = w != 0
+    assert 0 < on.sum() < 15
+    np.testing.assert_allclose(grad[on], -lam[on] * np.sign(w[on]), rtol=0, atol=1e-12)
+    assert np.all(np.abs(grad[~on]) <= lam[~on] + 1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_gaussian_laplace_regime_at_scale(activation):
+    """n = 1e5, alpha = 0.9: two atoms on the extremes carry the Gaussian score scaled by
+    1 - alpha, value -(1 - alpha)^2/(2 var). ReLU without skip connection went to the
+    forward/reversed QP here, which stalled uncertified after 25 s."""
+    rng = np.random.default_rng(0)
+    z = _standardised(rng.standard_normal(100_000))
+    alpha = 0.9
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, alpha, activation, False))
+    assert sol.info["working_set"] is not None and sol.duality_gap <= 1e-8
+    var, mean, span = z.var(), z.mean(), z[-1] - z[0]
+    assert sol.objective == pytest.approx(-(1 - alpha) ** 2 / (2 * var), rel=1e-9)
+    beta = (1 - alpha) / var
+    first_forward, last = 0, z.size - 1
+    last_atom = 2 * z.size - 1 if activation == "relu" else last
+    assert np.flatnonzero(sol.coef).tolist() == [first_forward, last_atom]
+    expected = [-beta * (z[-1] - mean) / span, beta * (mean - z[0]) / span]
+    np.testing.assert_allclose(sol.coef[[first_forward, last_atom]], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+@pytest.mark.parametrize("objective", ["sm", "dsm"])
+def test_sparse_regimes_match_cvxpy(activation, objective):
+    """Small problems where the working set certifies: the dense reference's optimum."""
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(-2, 0.5, 60), rng.normal(2, 0.5, 60)])
+    z = _standardised(np.round(X, 1))  # ties
+    if objective == "sm":
+        programs = [UnivariateProgram("sm", z, a, activation, False)
+                    for a in (gaussian_regime_alpha(z), 0.3)]
+    else:
+        eps = rng.standard_normal(z.size)
+        noisy = z + 0.3 * eps
+        order = np.argsort(noisy)
+        programs = [UnivariateProgram("dsm", noisy[order], a, activation, False,
+                                      targets=(-eps / 0.3)[order]) for a in (0.05, 0.3)]
+    for program in programs:
+        sol = solve_univariate_exact(program)
+        assert sol.info["working_set"] is not None
+        ref = solve_univariate_cvxpy(program)
+        assert sol.objective == pytest.approx(ref.objective, rel=1e-6, abs=1e-9)
+        assert sol.objective == pytest.approx(
+            program.objective_value(sol.coef, 0.0, 0.0), rel=1e-12, abs=1e-12)
+
+
+def test_dense_solutions_are_left_to_the_banded_qp():
+    """Near the bound nearly every point violates after dozens of atoms: no answer (the
+    caller then solves the QP over every point)."""
+    rng = np.random.default_rng(3)
+    z = _standardised(rng.standard_normal(4000))
+    n = z.size
+    lam = np.full(n, 2.0 / n - 1.0 / n)
+    out = solve_noskip_working_set(z, np.ones(n), np.zeros(n), n, 1.0, lam, False, 1e-8)
+    assert out is None
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, 2.0 / n, "abs", False))
+    assert sol.info["working_set"] is None and sol.duality_gap <= 1e-8
