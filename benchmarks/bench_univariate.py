@@ -4,8 +4,9 @@ Prints a Markdown table: fit time (s) and objective (standardised units) of
 
 * ``exact``   -- :func:`skconvexscore._univariate_solver.solve_univariate_exact`;
   ``iters`` are its interior point iterations (summed over the working-set
-  rounds), ``kinks`` the nonzero atoms it returns, ``path`` is ``ws K/R`` when
-  the working set certified the solution with ``K`` knots after ``R`` rounds,
+  rounds; Clarabel's for the atom working set), ``kinks`` the nonzero atoms it
+  returns, ``path`` is ``ws K/R`` when the working set certified the solution
+  with ``K`` knots (without skip connection: ``K`` atoms) after ``R`` rounds,
   ``full`` when the full IPM solved it (``polished`` when its active set then
   gave the certified exact sparse optimum), ``(as skip)`` when a ReLU program
   without skip connection was solved as the skip program (exact there);
@@ -21,7 +22,7 @@ Usage::
 
     python benchmarks/bench_univariate.py            # n = 1e2 .. 1e6
     python benchmarks/bench_univariate.py --quick    # n = 1e2 .. 1e4
-    python benchmarks/bench_univariate.py --no-skip  # adds ReLU and abs without skip at 2/n
+    python benchmarks/bench_univariate.py --no-skip  # adds ReLU and abs without skip (2/n, 0.3)
 """
 
 import argparse
@@ -78,7 +79,7 @@ def main():
     parser.add_argument("--sparse-max", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-skip", action="store_true",
-                        help="add SM a=2/n rows for ReLU and abs without skip connection")
+                        help="add SM rows (a=2/n and a=0.3) for ReLU and abs without skip connection")
     args = parser.parse_args()
     sizes = [100, 2000, 10_000] if args.quick else [100, 2000, 10_000, 100_000, 1_000_000]
     rng = np.random.default_rng(args.seed)
@@ -98,6 +99,11 @@ def main():
                                  UnivariateProgram("sm", z, 2.0 / n, "relu", False)))
                 programs.append(("SM a=2/n abs no skip",
                                  UnivariateProgram("sm", z, 2.0 / n, "abs", False)))
+                # a sparse regime: a few atoms (the atom working set)
+                programs.append(("SM a=0.3 relu no skip",
+                                 UnivariateProgram("sm", z, 0.3, "relu", False)))
+                programs.append(("SM a=0.3 abs no skip",
+                                 UnivariateProgram("sm", z, 0.3, "abs", False)))
             # DSM with K = 10 noisy copies: N = n points in total
             K, sigma = 10, 0.1
             base = z[rng.integers(0, n, n // K)]

@@ -89,6 +89,16 @@ full QP's certificate keeps it only if it proves it optimal, after a few
 active-set corrections (4-5 solves on the knots at ``n = 1e6``; the interior
 point itself leaves every kink nonzero).
 
+Working set (no skip connection). Away from the bound these programs have a
+few atoms (two, on the extreme points, in the Gaussian-Laplace regime), and
+ReLU's forward/reversed QP loses the accuracy of its Newton systems from
+``n ~ 1e5`` on. So a working set of *atoms* is tried first
+(:mod:`skconvexscore._univariate_atoms`): the restricted lasso is dense and
+small, and every atom's gradient follows from the values by ``O(n)`` running
+sums, so the full program's optimality conditions are checked in atom space.
+It gives up beyond ``N/8`` (at most 400) atoms, or when dozens of atoms leave a
+quarter of the atoms violating, and the banded QP over every point runs.
+
 Certificate. The method stops when the *relative KKT residual*
 
 .. math::
