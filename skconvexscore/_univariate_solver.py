@@ -141,10 +141,13 @@ class _QP:
 
     ``x_key`` and ``e_key`` place every variable and equality row along the
     data axis; sorting by them makes the reduced Newton matrix banded.
+    ``value_offset`` is what the program's value adds to the QP's (DSM's
+    ``mean(y^2)/2``): gaps are measured relative to the program's value.
     """
 
-    def __init__(self, n_var):
+    def __init__(self, n_var, value_offset=0.0):
         self.n_var = n_var
+        self.value_offset = value_offset
         self.h = np.zeros(n_var)
         self.c = np.zeros(n_var)
         self.x_key = np.zeros(n_var)
@@ -229,9 +232,10 @@ class _SkipProblem:
     the full problem's optimality check.
     """
 
-    def __init__(self, z, m, ybar, n, tau, lam_kink):
+    def __init__(self, z, m, ybar, n, tau, lam_kink, value_offset=0.0):
         N = z.shape[0]
         self.N, self.n, self.z, self.m = N, n, z, m
+        self.value_offset = value_offset
         self.g = np.diff(z)
         self.h_f = m / n
         self.c_f = -m * ybar / n
@@ -258,7 +262,7 @@ def _build_skip(prob):
     so they are not variables.
     """
     N = prob.N
-    qp = _QP(N + (N - 1))
+    qp = _QP(N + (N - 1), prob.value_offset)
     f = np.arange(N)
     U = N + np.arange(N - 1)
     qp.h[f] = prob.h_f
@@ -300,6 +304,7 @@ class _ChainQP:
     def __init__(self, prob):
         N = prob.N
         self.N, self.g, self.h_f = N, prob.g, prob.h_f
+        self.value_offset = prob.value_offset
         self.n_var, self.n_eq = 2 * N - 1, N - 1
         self.h = np.concatenate([prob.h_f, np.zeros(N - 1)])
         self.c = np.concatenate([prob.c_f, prob.c_U])
@@ -404,7 +409,7 @@ def _build_segments(prob, knots):
     d = z - z[starts][seg]
     for _ in range(2):
         d -= (np.add.reduceat(m * d, starts) / mass)[seg]
-    qp = _QP(2 * S)
+    qp = _QP(2 * S, prob.value_offset)
     a = np.arange(S)
     V = S + a
     qp.h[a] = mass / n
@@ -485,7 +490,7 @@ def _full_certificate(prob, knots, f, U, w, nu_knots):
     res_primal = float(np.max(np.abs(r_e))) / x_scale
     res_dual = max(float(np.max(np.abs(r_f))), float(np.max(np.abs(r_U))),
                    float(np.max(excess))) / prob.c_scale
-    res_gap = comp / (1.0 + abs(primal))
+    res_gap = comp / (1.0 + abs(primal + prob.value_offset))
     return res_primal, res_dual, res_gap, primal, y, nu, excess
 
 
@@ -1022,7 +1027,7 @@ def _interior_point_loop(qp, kkt, tol, max_iter, verbose, width, shortcut, c_sca
         res_dual = max(_beyond_rounding(r_x, hx, c, kkt.adjoint_size(y, nu)),
                        float(np.max(np.abs(r_a), initial=0.0)),
                        float(np.max(np.abs(r_b), initial=0.0))) / c_scale
-        res_gap = comp / (1.0 + abs(primal))
+        res_gap = comp / (1.0 + abs(primal + qp.value_offset))
         history.append((res_primal, res_dual, res_gap))
         if verbose:
             print(f"ipm {it:3d}  P={primal: .10e}  primal={res_primal:.2e}  "
@@ -1192,7 +1197,7 @@ def _polish_active_set(prob, qp, nu, tol, max_rounds=6):
         cost = np.where(kink * sign < 0, 2.0 * lam[knots] * np.abs(kink), 0.0)
         order = np.argsort(cost)
         wrong = np.zeros(knots.size, dtype=bool)
-        wrong[order[np.cumsum(cost[order]) > 0.1 * tol * (1.0 + abs(primal))]] = True
+        wrong[order[np.cumsum(cost[order]) > 0.1 * tol * (1.0 + abs(primal + prob.value_offset))]] = True
         new = np.flatnonzero(excess > 0.1 * tol * prob.c_scale)
         knots = np.concatenate([knots[~wrong], new])
         sign = np.concatenate([sign[~wrong], -np.sign(nu_full[new])])
@@ -1245,6 +1250,7 @@ def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, sl
     """ReLU without skip connection, the forward/reversed QP by the general banded IPM."""
     N, n = z.shape[0], program.n
     qp, info = _build_relu_noskip(z, m, ybar, n, tau, lam)
+    qp.value_offset = _value_offset(program)
     x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
     u = np.diff(np.concatenate([[0.0], x[info["P"]]]))  # u_1..u_{N-1}
     w = np.diff(np.concatenate([x[info["Q"]], [0.0]]))  # w_2..w_N
@@ -1266,6 +1272,7 @@ def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slo
     """
     N = z.shape[0]
     qp, info = _build_abs_noskip(z, m, ybar, program.n, tau, lam)
+    qp.value_offset = _value_offset(program)
     width = slope_unit * min(max(float(N) ** 3, 1e6), 1e18)
     x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit,
                                                     width=width)
@@ -1287,7 +1294,8 @@ def _solve_noskip_atoms(program, z, m, ybar, tau, lam, tol, verbose):
     N = z.shape[0]
     relu = program.activation == "relu"
     ws = solve_noskip_working_set(z, m, ybar, program.n, tau, lam, relu, tol, verbose,
-                                  max_atoms=min(400, max(32, N // 8)))
+                                  max_atoms=min(400, max(32, N // 8)),
+                                  offset=_value_offset(program))
     if ws is None:
         return None
     w, n = ws["w"], program.n
@@ -1301,6 +1309,11 @@ def _solve_noskip_atoms(program, z, m, ybar, tau, lam, tol, verbose):
             "ws_info": {"working_set": ws["n_set"], "working_set_rounds": ws["rounds"]}}
 
 
+def _value_offset(program):
+    """The program's value minus its QP's: DSM's ``mean(y^2)/2``, which the QPs drop."""
+    return 0.5 * float(np.mean(program.targets**2)) if program.objective == "dsm" else 0.0
+
+
 def _certify(program, placements, first, last, fit, tol):
     """Atoms from QP kinks, exact zeros where proven inactive, certified against the QP value.
 
@@ -1309,9 +1322,7 @@ def _certify(program, placements, first, last, fit, tol):
     gap is at most ``10 tol``.
     """
     qp_value = fit["qp_value"]
-    if program.objective == "dsm":
-        # the QP drops the constant 1/(2n) sum y^2
-        qp_value += 0.5 * float(np.mean(program.targets**2))
+    qp_value += _value_offset(program)
     # exact zeros where the multiplier proves the kink inactive; kept only if
     # the objective does not suffer (it cannot, up to interior-point residue)
     candidates = []
@@ -1385,8 +1396,8 @@ def _solve_relu_through_skip(program, z, m, ybar, tau, lam, first, last, tol, ma
     """
     N = z.shape[0]
     try:
-        fit = _solve_skip(_SkipProblem(z, m, ybar, program.n, tau, lam), tol, max_iter, verbose,
-                          slope_unit)
+        prob = _SkipProblem(z, m, ybar, program.n, tau, lam, _value_offset(program))
+        fit = _solve_skip(prob, tol, max_iter, verbose, slope_unit)
     except SolverError:
         return None
     none_zeroed = np.zeros(N - 1, dtype=bool)
@@ -1479,8 +1490,8 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
     if program.skip_connection:
         # abs with skip = relu with skip at alpha/2, kink delta = 2 u
         lam_kink = lam_relu if relu else lam_abs / 2.0
-        fit = _solve_skip(_SkipProblem(z, m, ybar, n, tau, lam_kink), tol, max_iter, verbose,
-                          slope_unit)
+        prob = _SkipProblem(z, m, ybar, n, tau, lam_kink, _value_offset(program))
+        fit = _solve_skip(prob, tol, max_iter, verbose, slope_unit)
         placements = [(fit["kinks"] if relu else fit["kinks"] / 2.0, fit["zero"], np.arange(N), 0)]
         certified = _certify(program, placements, first, last, fit, tol)
     else:

@@ -126,3 +126,23 @@ def test_dense_solutions_are_left_to_the_banded_qp():
     assert out is None
     sol = solve_univariate_exact(UnivariateProgram("sm", z, 2.0 / n, "abs", False))
     assert sol.info["working_set"] is None and sol.duality_gap <= 1e-8
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_near_duplicate_direction_is_not_certified_early(activation):
+    """n = 3 with a pair 1.2e-12 apart, alpha = the bound the pair would give as a tie: the
+    optimum puts ~6e11 on an atom at the pair (true values, from an 80-digit enumeration of
+    sign patterns: -0.120369 relu, -0.129642 abs). Two extreme atoms gave -0.0556 with every
+    gradient within 1e-13 of its box (as does Clarabel on the dense program); the working set
+    now tolerates nothing beyond rounding and leaves this case to the banded QP."""
+    rng = np.random.default_rng(24008)
+    base = rng.standard_normal(3)
+    X = np.concatenate([base[:2], rng.choice(base[:2], 1) * (1 + 1e-12)
+                        + 1e-12 * rng.choice([-1, 1], 1)])
+    z = _standardised(X)
+    program = UnivariateProgram("sm", z, gaussian_regime_alpha(z), activation, False)
+    sol = solve_univariate_exact(program)
+    optimum = {"relu": -0.120369349807, "abs": -0.129642378684}[activation]
+    # the objective of coefficients ~1e11 is evaluated to ~1e-3 only
+    assert sol.objective == pytest.approx(optimum, rel=2e-3)
+
