@@ -125,7 +125,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
-from ._programs import SolverError, UnboundedProgramError
+from ._programs import SolverError, UnboundedProgramError, univariate_alpha_bound
 from ._solution import UnivariateSolution
 from ._univariate_atoms import select_spread, solve_noskip_working_set
 
@@ -1419,6 +1419,28 @@ def _solve_relu_through_skip(program, z, m, ybar, tau, lam, first, last, tol, ma
     return None
 
 
+def _near_duplicate_hint(program):
+    """Why an SM solve may fail on near-duplicate points, and what to do; "" if not that.
+
+    Points closer than ``1e-9`` of the data's range would raise the
+    well-posedness bound if they were ties; between the two bounds the program
+    is bounded, but its optimum grows like the inverse squared gaps (``~1e21``
+    at ``n = 3`` for gaps of ``1e-12``), beyond what floating point certifies.
+    """
+    x = program.x
+    span = float(x[-1] - x[0])
+    if program.objective != "sm" or not span > 0:
+        return ""
+    merged = np.round((x - x[0]) / span, 9)
+    tie_bound = univariate_alpha_bound(merged, program.activation, program.skip_connection)
+    if not program.alpha <= tie_bound:
+        return ""
+    return (f" The data hold points closer than 1e-9 of their range: as ties they would make "
+            f"the program unbounded below alpha={tie_bound:.6g}, and up to there the optimum "
+            f"grows like the inverse squared gaps. Merge near-duplicate points (round the "
+            f"data) or use alpha above {tie_bound:.6g}.")
+
+
 def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
     r"""Solve a 1-D program exactly, in ``O(n)`` memory and ``O(n)`` per iteration.
 
@@ -1453,8 +1475,20 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
     UnboundedProgramError
         Score matching with ``alpha`` below ``program.well_posedness_bound()``.
     SolverError
-        If the solution cannot be certified within ``max_iter`` iterations.
+        If the solution cannot be certified within ``max_iter`` iterations
+        (for SM on near-duplicate points, the message says when merging them
+        would make ``alpha`` ill-posed: :func:`_near_duplicate_hint`).
     """
+    try:
+        return _solve_univariate(program, tol, max_iter, verbose)
+    except SolverError as exc:
+        hint = _near_duplicate_hint(program)
+        if hint:
+            raise SolverError(str(exc) + hint) from exc
+        raise
+
+
+def _solve_univariate(program, tol, max_iter, verbose):
     if max_iter is None:
         max_iter = 200
     n = program.n

@@ -579,3 +579,26 @@ def test_dsm_gap_is_relative_to_the_program_value():
     ref = solve_univariate_cvxpy(program, solver_options={
         "tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12})
     assert sol.objective == pytest.approx(ref.objective, rel=1e-9)
+
+
+def test_near_duplicates_between_the_two_bounds_fail_with_a_hint():
+    """Pairs 1e-9 apart: bounded above the distinct-point bound, but as ties they would be
+    unbounded up to a higher alpha, and in between the optimum grows like 1/gap^2 (~1e21 at
+    n = 3, 1e-12). Not certified, so an error that says which alpha is safe, and that alpha
+    then certifies."""
+    from skconvexscore._programs import SolverError
+
+    rng = np.random.default_rng(23007)
+    base = rng.standard_normal(19)
+    X = np.concatenate([base[:9], rng.choice(base[:9], 10) * (1 + 1e-9)
+                        + 1e-9 * rng.choice([-1, 1], 10)])
+    z, _ = _standardised(X)
+    program = _sm_program(z, 2.0, "relu", True)
+    with pytest.raises(SolverError, match="Merge near-duplicate points") as info:
+        solve_univariate_exact(program)
+    safe = float(str(info.value).rsplit("alpha above ", 1)[1].rstrip("."))
+    assert safe == pytest.approx(program.alpha, rel=1e-5)  # 2/n: an extreme pair as a tie
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, 1.2 * safe))
+    assert sol.duality_gap <= 1e-8
+    assert sol.objective == pytest.approx(solve_univariate_cvxpy(
+        UnivariateProgram("sm", z, 1.2 * safe)).objective, rel=1e-6)
