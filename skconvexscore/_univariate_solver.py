@@ -1431,7 +1431,9 @@ def _near_duplicate_hint(program):
     span = float(x[-1] - x[0])
     if program.objective != "sm" or not span > 0:
         return ""
-    merged = np.round((x - x[0]) / span, 9)
+    # each point moved to the first of its run of gaps below 1e-9 of the range
+    starts = np.concatenate([[True], np.diff(x) > 1e-9 * span])
+    merged = x[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
     tie_bound = univariate_alpha_bound(merged, program.activation, program.skip_connection)
     if not program.alpha <= tie_bound:
         return ""
