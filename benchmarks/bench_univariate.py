@@ -23,6 +23,7 @@ Usage::
     python benchmarks/bench_univariate.py            # n = 1e2 .. 1e6
     python benchmarks/bench_univariate.py --quick    # n = 1e2 .. 1e4
     python benchmarks/bench_univariate.py --no-skip  # adds ReLU and abs without skip (2/n, 0.3)
+    python benchmarks/bench_univariate.py --no-skip --sizes 1e6  # one size only
 """
 
 import argparse
@@ -80,14 +81,19 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-skip", action="store_true",
                         help="add SM rows (a=2/n and a=0.3) for ReLU and abs without skip connection")
+    parser.add_argument("--sizes", type=lambda v: [int(float(s)) for s in v.split(",")],
+                        help="comma-separated n, e.g. 1e5,1e6 (overrides --quick)")
     args = parser.parse_args()
     sizes = [100, 2000, 10_000] if args.quick else [100, 2000, 10_000, 100_000, 1_000_000]
-    rng = np.random.default_rng(args.seed)
+    if args.sizes:
+        sizes = args.sizes
     print("| data | program | n (points) | exact s | exact objective | iters | kinks | path "
           "| dense s | dense objective | sparse s | sparse objective (status) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for kind in ("normal", "bimodal"):
+    for k, kind in enumerate(("normal", "bimodal")):
         for n in sizes:
+            # data seeded per row group, so that --sizes reproduces the rows of a full run
+            rng = np.random.default_rng([args.seed, k, n])
             z = data(kind, n, rng)
             programs = [
                 ("SM a=2/n", UnivariateProgram("sm", z, 2.0 / n)),
