@@ -32,11 +32,18 @@ errors relative to ``c_scale``, complementarity ``sum_j (g_j w_j + lam_j
 
 import numpy as np
 
+from ._programs import _forward_sum
+
 __all__ = ["solve_noskip_working_set"]
 
 
-def _prefix_sums(v):
-    """``cumsum(v)`` in extended precision where the platform has it."""
+def prefix_sums(v):
+    """``cumsum(v)`` accumulated in extended precision where the platform has it.
+
+    The certificates recover multipliers and gradients ``O(1/n)`` in size as
+    differences of running sums ``O(1)`` in size over up to ``n`` terms; a
+    float64 running sum would lose up to ``n eps`` of that.
+    """
     return np.cumsum(v, dtype=np.longdouble)
 
 
@@ -50,7 +57,7 @@ def _suffix_sums(v):
 def _head_sums(v):
     """``out[k] = sum_{i < k} v_i`` (zero at the start), in extended precision."""
     out = np.zeros(v.shape[0], dtype=np.longdouble)
-    out[1:] = _prefix_sums(v)[:-1]
+    out[1:] = prefix_sums(v)[:-1]
     return out
 
 
@@ -173,13 +180,9 @@ class _AtomProblem:
     def values(self, w):
         """``s(z_i)`` for every point, by running sums of slopes over the gaps."""
         u, v = self.split(w)
-        g = self.g
-        forward = np.zeros(self.N, dtype=np.longdouble)
-        forward[1:] = _prefix_sums(g * _prefix_sums(u)[:-1].astype(np.float64))
-        tail_v = _suffix_sums(v)[:-1].astype(np.float64)
-        backward = np.zeros(self.N, dtype=np.longdouble)
-        backward[:-1] = np.cumsum((g * tail_v)[::-1], dtype=np.longdouble)[::-1]
-        return (forward + backward).astype(np.float64)
+        z = self.z
+        mirrored = _forward_sum(-z[::-1], -z[::-1], v[::-1])[::-1]
+        return _forward_sum(z, z, u) + mirrored
 
     def _fit_gradient(self, r):
         """``sum_i r_i a_j(z_i) / n`` for every atom ``j``."""
@@ -188,7 +191,7 @@ class _AtomProblem:
         after[:-1] = np.cumsum((g * _suffix_sums(r)[:-1].astype(np.float64))[::-1],
                                dtype=np.longdouble)[::-1]
         before = np.zeros(self.N, dtype=np.longdouble)  # sum_{i < j} r_i (z_j - z_i)
-        before[1:] = np.cumsum(g * _prefix_sums(r)[:-1].astype(np.float64), dtype=np.longdouble)
+        before[1:] = np.cumsum(g * prefix_sums(r)[:-1].astype(np.float64), dtype=np.longdouble)
         if self.relu:
             fit = np.concatenate([after, before]).astype(np.float64)
         else:
@@ -319,11 +322,10 @@ def solve_noskip_working_set(z, m, ybar, n, tau, lam, relu, tol, verbose=False,
     prob = _AtomProblem(z, m, ybar, n, tau, lam, relu, offset)
     N = prob.N
     atoms = np.array([0, 2 * N - 1] if relu else [0, N - 1])
+    linear = prob.gradient(np.zeros(N))  # every atom's linear term in the lasso
     total_iter = 0
     for rounds in range(1, max_rounds + 1):
-        G = prob.gram(atoms)
-        q = prob.gradient(np.zeros(N))[atoms]
-        solved = _restricted_lasso(G, q, prob.lam[atoms])
+        solved = _restricted_lasso(prob.gram(atoms), linear[atoms], prob.lam[atoms])
         if solved is None:
             return None
         w_set, n_iter = solved

@@ -127,7 +127,7 @@ from threadpoolctl import threadpool_limits
 
 from ._programs import SolverError, UnboundedProgramError, univariate_alpha_bound
 from ._solution import UnivariateSolution
-from ._univariate_atoms import select_spread, solve_noskip_working_set
+from ._univariate_atoms import prefix_sums, select_spread, solve_noskip_working_set
 
 __all__ = ["solve_univariate_exact"]
 
@@ -376,16 +376,6 @@ class _ChainQP:
         out_U[:-1] -= nu
 
 
-def _prefix_sums(v):
-    """``cumsum(v)`` accumulated in extended precision where the platform has it.
-
-    The working-set certificate recovers multipliers ``O(1/n)`` in size as
-    differences of running sums ``O(1)`` in size over up to ``n`` terms; a
-    float64 running sum would lose up to ``n eps`` of that.
-    """
-    return np.cumsum(v, dtype=np.longdouble)
-
-
 def _build_segments(prob, knots):
     r"""The skip QP with kinks allowed only on ``knots`` (sorted interior points).
 
@@ -465,7 +455,7 @@ def _full_certificate(prob, knots, f, U, w, nu_knots):
     seg_len = np.diff(np.append(starts, N))
     # y on gaps 0..N-2, restarted at each segment from y_{start - 1}
     t = h_f * f + c_f
-    T = _prefix_sums(t)
+    T = prefix_sums(t)
     T_before = np.concatenate([np.zeros(1, dtype=np.longdouble), T[knots - 1]])
     y_anchor = np.concatenate([[0.0], -w])
     y = (np.repeat(y_anchor + T_before, seg_len) - T)[:-1].astype(np.float64)
@@ -473,7 +463,7 @@ def _full_certificate(prob, knots, f, U, w, nu_knots):
     # kink multipliers on points 0..N-1, restarted at each knot
     v = c_U + g * y
     # Vs[j] = sum_{k<j} v_k
-    Vs = np.concatenate([np.zeros(1, dtype=np.longdouble), _prefix_sums(v)])
+    Vs = np.concatenate([np.zeros(1, dtype=np.longdouble), prefix_sums(v)])
     nu_anchor = np.concatenate([[0.0], nu_knots]).astype(np.longdouble)
     nu = (np.repeat(nu_anchor + Vs[starts], seg_len) - Vs).astype(np.float64)
     nu[0] = 0.0
@@ -1201,7 +1191,8 @@ def _polish_active_set(prob, qp, nu, tol, max_rounds=6):
         cost = np.where(kink * sign < 0, 2.0 * lam[knots] * np.abs(kink), 0.0)
         order = np.argsort(cost)
         wrong = np.zeros(knots.size, dtype=bool)
-        wrong[order[np.cumsum(cost[order]) > 0.1 * tol * (1.0 + abs(primal + prob.value_offset))]] = True
+        budget = 0.1 * tol * (1.0 + abs(primal + prob.value_offset))
+        wrong[order[np.cumsum(cost[order]) > budget]] = True
         new = np.flatnonzero(excess > 0.1 * tol * prob.c_scale)
         knots = np.concatenate([knots[~wrong], new])
         sign = np.concatenate([sign[~wrong], -np.sign(nu_full[new])])
