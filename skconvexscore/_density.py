@@ -47,6 +47,8 @@ gradient field in general, so there is no model density: see
 :func:`check_density_available`.
 """
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.special import dawsn, erfcx, log_ndtr, logsumexp, ndtri_exp
 from sklearn.utils import check_random_state
@@ -54,7 +56,6 @@ from sklearn.utils import check_random_state
 __all__ = [
     "PiecewiseQuadraticDensity",
     "check_density_available",
-    "piecewise_linear_score",
 ]
 
 # Relative size below which a piece's score slope counts as exactly zero (the
@@ -92,56 +93,10 @@ def check_density_available(network):
         )
 
 
-def piecewise_linear_score(network):
-    r"""The score of a univariate network as explicit linear pieces.
-
-    Parameters
-    ----------
-    network : ScoreNetwork
-        With ``n_features == 1``.
-
-    Returns
-    -------
-    breakpoints : ndarray of shape (n_kinks,)
-        Sorted distinct kinks ``t_1 < ... < t_K`` (units with ``w_j = 0``
-        are constants and have no kink).
-    slopes, intercepts : ndarray of shape (n_kinks + 1,)
-        ``s(x) = slopes[p] x + intercepts[p]`` on piece ``p``: ``(-inf, t_1)``,
-        ``(t_1, t_2)``, ..., ``(t_K, inf)``.
-    scale : float
-        ``|v| + \sum_j |a_j w_j|``, the size of the terms the slopes are sums
-        of (a slope below ``1e-9 * scale`` is zero up to rounding).
-    """
-    check_density_available(network)
-    w = network.hidden_weights[:, 0]
-    b = network.hidden_biases
-    a = network.output_weights[:, 0]
-    v = float(network.skip_weights[0, 0])
-    c = float(network.output_bias[0])
-    has_kink = w != 0
-    breakpoints = np.unique(-b[has_kink] / w[has_kink])
-    # a representative interior point of every piece decides which units are on
-    if breakpoints.size:
-        inner = 0.5 * (breakpoints[:-1] + breakpoints[1:])
-        spread = max(1.0, breakpoints[-1] - breakpoints[0])
-        probes = np.concatenate([[breakpoints[0] - spread], inner, [breakpoints[-1] + spread]])
-    else:
-        probes = np.zeros(1)
-    pre = probes[:, None] * w[None, :] + b[None, :]
-    if network.activation == "abs":
-        deriv = np.sign(pre)
-    else:
-        deriv = (pre > 0).astype(np.float64)
-    slopes = v + deriv @ (a * w)
-    intercepts = c + deriv @ (a * b)
-    scale = abs(v) + float(np.sum(np.abs(a * w)))
-    return breakpoints, slopes, intercepts, scale
-
-
 def exact_lipschitz_1d(network):
     """``max_p |slope_p|``: the exact Lipschitz constant of a univariate score."""
-    _, slopes, _, _ = piecewise_linear_score(network)
-    return float(np.max(np.abs(slopes)))
+    check_density_available(network)
+    return float(np.max(np.abs(network.piecewise().slopes)))
 
 
 def _segment_mass(g, alpha, h):
@@ -226,21 +181,18 @@ class PiecewiseQuadraticDensity:
     """
 
     def __init__(self, network):
-        breakpoints, slopes, intercepts, scale = piecewise_linear_score(network)
+        check_density_available(network)
+        pieces = network.piecewise()
         # a slope that is zero up to rounding is zero (Laplace tails stay Laplace)
-        slopes = np.where(np.abs(slopes) <= _SLOPE_RTOL * max(scale, 1e-300), 0.0, slopes)
-        if breakpoints.size == 0:
-            # one affine piece: anchor it at its mode (or 0) to keep numbers small
-            anchor = -intercepts[0] / slopes[0] if slopes[0] < 0 else 0.0
-            breakpoints = np.array([anchor])
-            slopes = np.repeat(slopes, 2)
-            intercepts = np.repeat(intercepts, 2)
-        self.breakpoints = breakpoints
+        slopes = np.where(np.abs(pieces.slopes) <= _SLOPE_RTOL * max(pieces.scale, 1e-300), 0.0,
+                          pieces.slopes)
+        self._pieces = replace(pieces, slopes=slopes)
+        self.breakpoints = pieces.breakpoints
         self.slopes = slopes
-        self.intercepts = intercepts
-        # the score at the kinks (continuous), from the piece to the right
-        self._score_at_kinks = slopes[1:] * breakpoints + intercepts[1:]
-        widths = np.diff(breakpoints)
+        self.intercepts = self._pieces.intercepts
+        # the score at the kinks (continuous)
+        self._score_at_kinks = pieces.values
+        widths = np.diff(self.breakpoints)
         # l(t_{p+1}) - l(t_p): the trapezoid rule is exact for a linear score
         rises = 0.5 * (self._score_at_kinks[:-1] + self._score_at_kinks[1:]) * widths
         log_at_kinks = np.concatenate([[0.0], np.cumsum(rises)])
@@ -277,46 +229,49 @@ class PiecewiseQuadraticDensity:
             )
 
     def _build_segments(self):
-        """Cut the line into segments on which ``l`` decreases away from an anchor."""
-        anchors, directions, lengths, outward, curvature = [], [], [], [], []
+        """Cut the line into segments on which ``l`` decreases away from an anchor.
 
-        def add(anchor, direction, length, g, alpha):
-            anchors.append(anchor)
-            directions.append(direction)
-            lengths.append(length)
-            outward.append(min(g, 0.0))  # g > 0 only by rounding
-            curvature.append(alpha)
+        A concave piece whose mode lies inside it is split at the mode (both
+        halves decrease away from it, outward derivative 0); any other piece is
+        one segment anchored at its higher end (the tails at their breakpoint).
+        Segments are listed from left to right.
+        """
+        t, s, lv, slopes = self.breakpoints, self._score_at_kinks, self._log_at_kinks, self.slopes
+        n_pieces = slopes.size
+        inf = np.array([np.inf])
+        lo = np.concatenate([-inf, t])
+        hi = np.concatenate([t, inf])
+        s_lo = np.concatenate([[0.0], s])
+        s_hi = np.concatenate([s, [0.0]])
+        ref = np.maximum(np.arange(n_pieces) - 1, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mode = t[ref] - s[ref] / slopes
+        split = (slopes < 0) & (lo < mode) & (mode < hi)
+        mode = np.where(split, mode, 0.0)
+        # otherwise the anchor is the higher end: the right tail's is its breakpoint
+        left_end = np.zeros(n_pieces, dtype=bool)
+        left_end[-1] = True
+        left_end[1:-1] = lv[:-1] >= lv[1:]
+        anchor = np.where(split, mode, np.where(left_end, lo, hi))
+        direction = np.where(split | ~left_end, -1.0, 1.0)
+        length = np.where(split, mode - lo, hi - lo)
+        outward = np.where(split, 0.0, np.where(left_end, s_lo, -s_hi))
+        # the second half of every split piece follows its first
+        first = np.arange(n_pieces) + np.concatenate([[0], np.cumsum(split)[:-1]])
+        second = first[split] + 1
+        size = n_pieces + int(np.count_nonzero(split))
 
-        t, s = self.breakpoints, self._score_at_kinks
-        lv = self._log_at_kinks
-        n_pieces = self.slopes.size
-        for p in range(n_pieces):
-            alpha = float(self.slopes[p])
-            lo = -np.inf if p == 0 else t[p - 1]
-            hi = np.inf if p == n_pieces - 1 else t[p]
-            s_lo = None if p == 0 else s[p - 1]
-            s_hi = None if p == n_pieces - 1 else s[p]
-            if alpha < 0:
-                mode = -self.intercepts[p] / alpha
-                if lo < mode < hi:
-                    # split at the mode: both halves decrease away from it, g = 0
-                    add(mode, -1.0, mode - lo, 0.0, alpha)
-                    add(mode, 1.0, hi - mode, 0.0, alpha)
-                    continue
-            # no interior maximum: anchor at the higher endpoint
-            if p == 0:
-                add(t[0], -1.0, np.inf, -s_hi, alpha)
-            elif p == n_pieces - 1:
-                add(t[-1], 1.0, np.inf, s_lo, alpha)
-            elif lv[p - 1] >= lv[p]:
-                add(lo, 1.0, hi - lo, s_lo, alpha)
-            else:
-                add(hi, -1.0, hi - lo, -s_hi, alpha)
-        self._anchor = np.array(anchors)
-        self._direction = np.array(directions)
-        self._length = np.array(lengths)
-        self._outward = np.array(outward)
-        self._curvature = np.array(curvature)
+        def interleave(first_values, second_values):
+            out = np.empty(size)
+            out[first] = first_values
+            out[second] = second_values
+            return out
+
+        self._anchor = interleave(anchor, mode[split])
+        self._direction = interleave(direction, 1.0)
+        self._length = interleave(length, hi[split] - mode[split])
+        self._outward = np.minimum(interleave(outward, 0.0), 0.0)  # > 0 only by rounding
+        self._curvature = interleave(slopes, slopes[split])
         self._anchor_log = self._unnormalised_log(self._anchor)
         mass = _segment_mass(self._outward, self._curvature, self._length)
         with np.errstate(divide="ignore"):
@@ -324,23 +279,17 @@ class PiecewiseQuadraticDensity:
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    def _piece_index(self, x):
-        return np.searchsorted(self.breakpoints, x, side="right")
-
     def _unnormalised_log(self, x):
         """``l(x)`` (max over kinks 0), expanded around the kink nearest on the left."""
         x = np.asarray(x, dtype=np.float64)
-        p = self._piece_index(x)
-        ref = np.maximum(p - 1, 0)  # the left tail expands around t_1
+        p, ref = self._pieces.locate(x)  # the left tail expands around t_1
         t = self.breakpoints[ref]
         dx = x - t
         return self._log_at_kinks[ref] + self._score_at_kinks[ref] * dx + 0.5 * self.slopes[p] * dx * dx
 
     def score(self, x):
         """``d/dx log p(x)``: the network's score, from the pieces."""
-        x = np.asarray(x, dtype=np.float64)
-        p = self._piece_index(x)
-        return self.slopes[p] * x + self.intercepts[p]
+        return self._pieces.score(x)
 
     def log_density(self, x):
         """Normalised log-density ``log p(x)``, same shape as ``x``."""

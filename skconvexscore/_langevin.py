@@ -9,8 +9,9 @@ The paper's update (shared/design/math.md, section 5), with step size
     \qquad z \sim N(0, I).
 
 The score ``s(x) = A^\top \phi(W x + b) + V x + c`` is evaluated with three
-fused matrix products on tensors of the NumPy weights, under
-``torch.inference_mode`` (no autograd graph), on the CPU or a GPU. Torch is
+fused matrix products on tensors of the NumPy weights (in 1-D from its linear
+pieces, by a sorted search), under ``torch.inference_mode`` (no autograd
+graph), on the CPU or a GPU. Torch is
 imported inside the functions so that ``import skconvexscore`` stays light.
 
 Stability, on the Gaussian score ``s(x) = -(x - m) / v``: the update is the
@@ -318,8 +319,9 @@ def langevin_sample(
         Steps between divergence checks (each check synchronises a GPU).
     chunk_size : int, default=None
         Chains advanced together; by default enough to fill about 2^19
-        activations on the CPU (cache) and 2^28 on a GPU. Chunks run one
-        after another through all the steps.
+        activations on the CPU (cache) and 2^28 on a GPU (in 1-D, where no
+        activations are formed, 2^19 or 2^28 chains). Chunks run one after
+        another through all the steps.
 
     Returns
     -------
@@ -385,7 +387,9 @@ def langevin_sample(
     generator = torch.Generator(device=torch_device)
     generator.manual_seed(int(rng.randint(0, 2**31 - 1)))
 
-    n_units = max(max(net.n_units for net in networks), 1)
+    # univariate networks are evaluated through their linear pieces (a sorted
+    # search per chain); the rest through their hidden units
+    n_units = 1 if d == 1 else max(max(net.n_units for net in networks), 1)
     if chunk_size is None:
         budget = _CPU_CHUNK_ELEMENTS if torch_device.type == "cpu" else _GPU_CHUNK_ELEMENTS
         chunk_size = max(1024, budget // n_units)
@@ -394,22 +398,7 @@ def langevin_sample(
     def tensor(array):
         return torch.as_tensor(np.ascontiguousarray(array), dtype=torch_dtype, device=torch_device)
 
-    # Chains are stored as columns, x^T of shape (d, chunk): the score is then
-    # s^T = A^T phi(W x^T + b) + V x^T + c, whose output product (d x units)
-    # @ (units x chains) runs 2-3x faster on the CPU than the skinny
-    # (chains x units) @ (units x d) of the row layout (measured, d = 2).
-    weights = [
-        (
-            tensor(net.hidden_weights),
-            tensor(net.hidden_biases[:, None]),
-            tensor(net.output_weights.T),
-            tensor(net.skip_weights),
-            tensor(net.output_bias[:, None]),
-            net.activation,
-            net.n_units > 0,
-        )
-        for net in networks
-    ]
+    drifts = [_drift(net, tensor) for net in networks]
     center = tensor(data_center[:, None])
 
     bar = _progress_bar(progress, total=n_samples * n_steps * len(networks))
@@ -420,7 +409,7 @@ def langevin_sample(
                 stop = min(begin + chunk_size, n_samples)
                 x = tensor(start[begin:stop].T)
                 _run_chunk(
-                    x, weights, steps, n_steps, generator, center, escape_radius, check_every,
+                    x, drifts, steps, n_steps, generator, center, escape_radius, check_every,
                     bar, diagnose=lambda level, step, reason: _divergence_message(
                         reason, level, step, n_steps, len(networks), step_size, steps, networks,
                         auto, data_scale, noise_levels, escape_radius,
@@ -433,7 +422,56 @@ def langevin_sample(
     return samples
 
 
-def _run_chunk(x, weights, steps, n_steps, generator, center, escape_radius, check_every, bar, diagnose):
+def _drift(network, tensor):
+    r"""``drift(x, out)``: the score of ``network`` at chains ``x`` (shape (d, chunk)) into ``out``.
+
+    Chains are stored as columns, ``x^T``. With ``d >= 2`` the score is
+    ``s^T = A^T phi(W x^T + b) + V x^T + c``, three fused products into
+    preallocated buffers; the output product (d x units) @ (units x chains)
+    runs 2-3x faster on the CPU than the skinny (chains x units) @ (units x d)
+    of the row layout (measured, d = 2). With ``d = 1`` it is read off the
+    network's linear pieces (:meth:`~skconvexscore.ScoreNetwork.piecewise`):
+    a sorted search per chain, whatever the number of units (a fit on a
+    million points near the well-posedness bound has about 1.4e5).
+    """
+    import torch
+
+    if network.n_features == 1:
+        pieces = network.piecewise()
+        t, slopes, values = (tensor(a) for a in (pieces.breakpoints, pieces.slopes, pieces.values))
+
+        def piecewise_drift(x, out):
+            row = x[0]
+            piece = torch.searchsorted(t, row, right=True)
+            anchor = (piece - 1).clamp_(min=0)
+            torch.sub(row, t[anchor], out=out[0])
+            out[0].mul_(slopes[piece]).add_(values[anchor])
+
+        return piecewise_drift
+
+    W, b = tensor(network.hidden_weights), tensor(network.hidden_biases[:, None])
+    At, V = tensor(network.output_weights.T), tensor(network.skip_weights)
+    c = tensor(network.output_bias[:, None])
+    if network.n_units == 0:
+        return lambda x, out: torch.addmm(c, V, x, out=out)
+    buffer = {}
+
+    def dense_drift(x, out):
+        hidden = buffer.get(x.shape[1])
+        if hidden is None:
+            hidden = buffer[x.shape[1]] = x.new_empty((W.shape[0], x.shape[1]))
+        torch.addmm(b, W, x, out=hidden)
+        if network.activation == "abs":
+            hidden.abs_()
+        else:
+            hidden.relu_()
+        torch.addmm(c, At, hidden, out=out)
+        out.addmm_(V, x)
+
+    return dense_drift
+
+
+def _run_chunk(x, drifts, steps, n_steps, generator, center, escape_radius, check_every, bar, diagnose):
     """Advance the chains ``x`` (shape (d, chunk), in place) through every level."""
     import torch
 
@@ -446,24 +484,13 @@ def _run_chunk(x, weights, steps, n_steps, generator, center, escape_radius, che
     noise = torch.empty((d, n), dtype=torch.float32, device=x.device)
     drift = torch.empty_like(x)
     escape2 = escape_radius**2
-    for level, ((W, b, At, V, c, activation, has_units), step) in enumerate(zip(weights, steps)):
+    for level, (score, step) in enumerate(zip(drifts, steps)):
         half, root = 0.5 * float(step), math.sqrt(float(step))
-        hidden = torch.empty((W.shape[0], n), dtype=x.dtype, device=x.device) if has_units else None
         done = 0
         while done < n_steps:
             block = min(check_every, n_steps - done)
             for _ in range(block):
-                # s^T = A^T phi(W x^T + b) + V x^T + c, into preallocated buffers
-                if has_units:
-                    torch.addmm(b, W, x, out=hidden)
-                    if activation == "abs":
-                        hidden.abs_()
-                    else:
-                        hidden.relu_()
-                    torch.addmm(c, At, hidden, out=drift)
-                    drift.addmm_(V, x)
-                else:
-                    torch.addmm(c, V, x, out=drift)
+                score(x, drift)
                 x.add_(drift, alpha=half)
                 torch.randn(x.shape, generator=generator, out=noise)
                 x.add_(noise, alpha=root)

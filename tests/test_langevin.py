@@ -9,6 +9,7 @@ from skconvexscore import ConvexScoreMatcher, ScoreNetwork
 from skconvexscore._density import PiecewiseQuadraticDensity
 from skconvexscore._langevin import (
     LangevinDivergenceError,
+    _drift,
     auto_step_size,
     initial_state,
     langevin_sample,
@@ -102,6 +103,22 @@ def test_bimodal_mode_proportions():
     # and the whole law, up to the small-step bias
     exact = density.sample(n, random_state=1)
     assert stats.ks_2samp(samples, exact).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_univariate_drift_is_the_score_of_the_units(activation):
+    # 1-D chains read the score off its linear pieces, not the hidden units
+    rng = np.random.default_rng(3)
+    m = 500
+    network = univariate_network(rng.normal(size=m), 3 * rng.normal(size=m), rng.normal(size=m),
+                                 -2.0, 0.5, activation)
+    x = torch.as_tensor(4.0 * rng.normal(size=(1, 2000)))
+    drift = torch.empty_like(x)
+    _drift(network, lambda a: torch.as_tensor(a, dtype=torch.float64))(x, drift)
+    with torch.no_grad():
+        by_units = network.to_torch()(x.T).T
+    np.testing.assert_allclose(drift.numpy(), by_units.numpy(), rtol=0,
+                               atol=1e-12 * float(by_units.abs().max()))
 
 
 def test_separable_2d_model_matches_exact_product_law():
