@@ -130,7 +130,12 @@ class _BaseConvexScore(BaseEstimator):
         )
 
     def _store_network(self, network):
-        """Expose the weights of ``network`` as fitted attributes."""
+        """Expose the weights of ``network`` as fitted attributes, in the user's coordinates.
+
+        ``networks_`` keep their weights around the data's mean, where they
+        keep their digits; the attributes are ``A^T phi(W x + b) + V x + c``.
+        """
+        network = network.recentred(0.0)
         self.hidden_weights_ = network.hidden_weights
         self.hidden_biases_ = network.hidden_biases
         self.output_weights_ = network.output_weights

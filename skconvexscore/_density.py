@@ -187,12 +187,16 @@ class PiecewiseQuadraticDensity:
         slopes = np.where(np.abs(pieces.slopes) <= _SLOPE_RTOL * max(pieces.scale, 1e-300), 0.0,
                           pieces.slopes)
         self._pieces = replace(pieces, slopes=slopes)
-        self.breakpoints = pieces.breakpoints
+        # positions relative to the network's origin (the data's mean when fitted): far
+        # from zero the kinks would lose the digits that place them beside the data
+        self._origin = pieces.origin
+        self._t = pieces.breakpoints
+        self.breakpoints = pieces.breakpoints + pieces.origin
         self.slopes = slopes
         self.intercepts = self._pieces.intercepts
         # the score at the kinks (continuous)
         self._score_at_kinks = pieces.values
-        widths = np.diff(self.breakpoints)
+        widths = np.diff(self._t)
         # l(t_{p+1}) - l(t_p): the trapezoid rule is exact for a linear score
         rises = 0.5 * (self._score_at_kinks[:-1] + self._score_at_kinks[1:]) * widths
         log_at_kinks = np.concatenate([[0.0], np.cumsum(rises)])
@@ -236,7 +240,7 @@ class PiecewiseQuadraticDensity:
         one segment anchored at its higher end (the tails at their breakpoint).
         Segments are listed from left to right.
         """
-        t, s, lv, slopes = self.breakpoints, self._score_at_kinks, self._log_at_kinks, self.slopes
+        t, s, lv, slopes = self._t, self._score_at_kinks, self._log_at_kinks, self.slopes
         n_pieces = slopes.size
         inf = np.array([np.inf])
         lo = np.concatenate([-inf, t])
@@ -272,19 +276,21 @@ class PiecewiseQuadraticDensity:
         self._length = interleave(length, hi[split] - mode[split])
         self._outward = np.minimum(interleave(outward, 0.0), 0.0)  # > 0 only by rounding
         self._curvature = interleave(slopes, slopes[split])
-        self._anchor_log = self._unnormalised_log(self._anchor)
+        self._anchor_log = self._unnormalised_log(self._anchor, relative=True)
         mass = _segment_mass(self._outward, self._curvature, self._length)
         with np.errstate(divide="ignore"):
             self._segment_log_mass = self._anchor_log + np.log(mass)
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    def _unnormalised_log(self, x):
-        """``l(x)`` (max over kinks 0), expanded around the kink nearest on the left."""
-        x = np.asarray(x, dtype=np.float64)
-        p, ref = self._pieces.locate(x)  # the left tail expands around t_1
-        t = self.breakpoints[ref]
-        dx = x - t
+    def _unnormalised_log(self, x, relative=False):
+        """``l(x)`` (max over kinks 0), expanded around the kink nearest on the left.
+
+        ``relative``: ``x`` is measured from the origin.
+        """
+        y = np.asarray(x, dtype=np.float64) - (0.0 if relative else self._origin)
+        p, ref = self._pieces.locate(y)  # the left tail expands around t_1
+        dx = y - self._t[ref]
         return self._log_at_kinks[ref] + self._score_at_kinks[ref] * dx + 0.5 * self.slopes[p] * dx * dx
 
     def score(self, x):
@@ -298,7 +304,7 @@ class PiecewiseQuadraticDensity:
     def cdf(self, x):
         """``P(X <= x)`` under the model, same shape as ``x`` (exact)."""
         x = np.asarray(x, dtype=np.float64)
-        flat = x.reshape(-1)
+        flat = x.reshape(-1) - self._origin
         probs = np.exp(self._segment_log_mass - self.log_normalizer)
         before = np.concatenate([[0.0], np.cumsum(probs)])
         # segments tile the line from left to right
@@ -353,7 +359,7 @@ class PiecewiseQuadraticDensity:
             y[gauss_tail] = (z - z0) / root
         if np.any(bounded):
             y[bounded] = self._invert_bounded(g[bounded], alpha[bounded], h[bounded], u[bounded])
-        return self._anchor[seg] + self._direction[seg] * y
+        return self._origin + (self._anchor[seg] + self._direction[seg] * y)
 
     @staticmethod
     def _invert_bounded(g, alpha, h, u):

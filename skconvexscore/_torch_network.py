@@ -7,10 +7,12 @@ __all__ = ["TorchScoreNetwork"]
 
 
 class TorchScoreNetwork(nn.Module):
-    r"""``s(x) = A^T phi(W x + b) + V x + c`` as a trainable module.
+    r"""``s(x) = A^T phi(W (x - o) + b) + V (x - o) + c`` as a trainable module.
 
     Built by :meth:`from_network`; parameters ``hidden`` (``W``, ``b``),
-    ``output`` (``A``, ``c``) and ``skip`` (``V``) mirror the NumPy network.
+    ``output`` (``A``, ``c``) and ``skip`` (``V``) mirror the NumPy network,
+    the buffer ``origin`` its origin ``o`` (the data's mean for fitted
+    networks: far from zero the biases of ``W x + b`` would lose digits).
     """
 
     def __init__(self, n_features, n_units, activation="relu"):
@@ -19,6 +21,7 @@ class TorchScoreNetwork(nn.Module):
         self.hidden = nn.Linear(n_features, n_units)
         self.output = nn.Linear(n_units, n_features)
         self.skip = nn.Linear(n_features, n_features, bias=False)
+        self.register_buffer("origin", torch.zeros(n_features))
 
     @classmethod
     def from_network(cls, network, dtype=None, device=None):
@@ -31,11 +34,13 @@ class TorchScoreNetwork(nn.Module):
                 (module.output.weight, network.output_weights.T),
                 (module.output.bias, network.output_bias),
                 (module.skip.weight, network.skip_weights),
+                (module.origin, network.origin),
             ):
                 param.data = torch.as_tensor(value, dtype=dtype).clone()
         return module.to(device=device)
 
     def forward(self, x):
+        x = x - self.origin
         pre = self.hidden(x)
         hidden = pre.abs() if self.activation == "abs" else torch.relu(pre)
         return self.output(hidden) + self.skip(x)

@@ -223,6 +223,18 @@ def test_float32_on_cpu():
     assert samples.dtype == np.float64 and np.all(np.isfinite(samples))
 
 
+def test_chains_move_relative_to_the_origin():
+    # N(1e7, 1) in float32: 1e7 has a resolution of 1.0 there, the chains do not
+    network = ScoreNetwork(np.zeros((0, 1)), np.zeros(0), np.zeros((0, 1)), -np.eye(1), np.zeros(1),
+                           origin=[1e7])
+    n, step = 4000, 0.1
+    samples = langevin_sample(network, n, n_steps=300, step_size=step, init=np.full((n, 1), 1e7),
+                              dtype="float32", random_state=0)[:, 0] - 1e7
+    var = stationary_variance(1.0, step)
+    assert abs(samples.mean()) < 4 * np.sqrt(var / n)
+    assert samples.var() == pytest.approx(var, rel=0.1)
+
+
 def test_progress_bar_runs():
     pytest.importorskip("tqdm")
     langevin_sample(gaussian_by_units(0.0, 1.0), 10, n_steps=5, step_size=0.1,

@@ -102,7 +102,7 @@ def _units_score_and_trace(net, x, dtype=np.float64):
     """Score and trace of a univariate network summed unit by unit (the definition)."""
     w, b = net.hidden_weights[:, 0].astype(dtype), net.hidden_biases.astype(dtype)
     a = net.output_weights[:, 0].astype(dtype)
-    x = np.asarray(x, dtype=dtype)
+    x = np.asarray(x, dtype=dtype) - dtype(net.origin[0])
     pre = x[:, None] * w + b
     gain = a * w
     if net.activation == "abs":
@@ -194,3 +194,20 @@ def test_univariate_evaluation_does_not_build_a_points_by_units_array():
     finally:
         tracemalloc.stop()
     assert peak < 50e6
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_recentred_network_is_the_same_function(d):
+    net = _random_network(d, 40, "relu", seed=7)
+    X = np.random.default_rng(8).normal(size=(200, d)) + 5.0
+    moved = net.recentred(np.full(d, 5.0))
+    np.testing.assert_allclose(moved.origin, 5.0)
+    np.testing.assert_allclose(moved.score(X), net.score(X), atol=1e-11)
+    np.testing.assert_allclose(moved.jacobian_trace(X), net.jacobian_trace(X), atol=1e-11)
+    back = moved.recentred(0.0)
+    np.testing.assert_allclose(back.hidden_biases, net.hidden_biases, atol=1e-12)
+    np.testing.assert_allclose(back.output_bias, net.output_bias, atol=1e-12)
+    # the torch twin subtracts the origin too
+    with torch.no_grad():
+        np.testing.assert_allclose(moved.to_torch()(torch.as_tensor(X)).numpy(), net.score(X),
+                                   atol=1e-11)

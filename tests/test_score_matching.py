@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skconvexscore import ConvexScoreMatcher, gaussian_regime_alpha
+from skconvexscore import ConvexScoreMatcher, ScoreNetwork, gaussian_regime_alpha
 
 from _builders import bimodal, minimise_with_adam, mixture_2d
 
@@ -53,12 +53,18 @@ def test_objective_is_nondecreasing_in_alpha_1d(solver):
     assert values[0] < values[-1]
 
 
-@pytest.mark.parametrize("activation, skip", [("relu", True), ("relu", False), ("abs", True), ("abs", False)])
-def test_recovered_network_reproduces_objective_1d(activation, skip):
+VARIANTS_1D = [("relu", True), ("relu", False), ("abs", True), ("abs", False)]
+
+
+@pytest.mark.parametrize("activation, skip", VARIANTS_1D)
+@pytest.mark.parametrize("times_bound", [1.5, 40.0])
+def test_recovered_network_reproduces_objective_1d(activation, skip, times_bound):
     X = bimodal(80, seed=3) + 100.0
-    alpha = 0.1
+    bound = (2.0 if (activation, skip) == ("abs", True) else 1.0) / 80
+    alpha = times_bound * bound
     model = ConvexScoreMatcher(alpha=alpha, activation=activation, skip_connection=skip).fit(X)
-    assert model.networks_[0].sm_objective(X, alpha) == pytest.approx(model.objective_, rel=1e-5)
+    # kinks sit 1e-9 of a gap beside their points: the gap to the optimum is O(1e-9)
+    assert model.networks_[0].sm_objective(X, alpha) == pytest.approx(model.objective_, rel=1e-8)
     # the same through the torch module, with autograd for the Jacobian trace
     module = model.to_torch()
     x = torch.tensor(X, requires_grad=True)
@@ -68,7 +74,7 @@ def test_recovered_network_reproduces_objective_1d(activation, skip):
     value = float(((0.5 * s**2 + grad).mean() + alpha * decay).detach())
     # autograd's relu'(0) = 0 differs from the limit convention only on
     # points that sit exactly on a kink, which the recovery avoids
-    assert value == pytest.approx(model.objective_, rel=1e-5)
+    assert value == pytest.approx(model.objective_, rel=1e-8)
 
 
 def test_translation_gives_the_same_fit():
@@ -78,6 +84,31 @@ def test_translation_gives_the_same_fit():
     assert far.objective_ == pytest.approx(centred.objective_, rel=1e-7)
     grid = np.linspace(-3, 3, 40)[:, None]
     np.testing.assert_allclose(far.predict(grid + 100.0), centred.predict(grid), atol=1e-6)
+
+
+@pytest.mark.parametrize("activation, skip", VARIANTS_1D)
+def test_a_large_offset_keeps_the_model_near_the_bound(activation, skip):
+    # slopes reach ~1e6 near the bound: weights written around zero would place
+    # the kinks beside their points only to ~1e-10, and the held-out criterion
+    # moved by 1e-2 relative (abs without skip connection)
+    n = 500
+    X = np.random.default_rng(3).standard_normal((n, 1))
+    alpha = (4.0 if (activation, skip) == ("abs", True) else 2.0) / n
+    near = ConvexScoreMatcher(alpha=alpha, activation=activation, skip_connection=skip).fit(X)
+    far = ConvexScoreMatcher(alpha=alpha, activation=activation, skip_connection=skip).fit(X + 1e6)
+    # X + 1e6 rounds the points by ~1e-10: the optimum moves by ~1e-8 relative
+    assert far.objective_ == pytest.approx(near.objective_, rel=1e-7)
+    assert far.score(X + 1e6) == pytest.approx(near.score(X), rel=1e-6)
+    scores = near.predict(X)
+    np.testing.assert_allclose(far.predict(X + 1e6), scores, rtol=0, atol=1e-6 * np.abs(scores).max())
+    # the fitted attributes are the same function in the user's coordinates, where
+    # the biases carry the offset and keep ~1e-10 of it (7e-6 relative off the data here)
+    plain = ScoreNetwork(far.hidden_weights_, far.hidden_biases_, far.output_weights_,
+                         far.skip_weights_, far.output_bias_, far.activation)
+    grid = np.linspace(-3.0, 3.0, 7)[:, None] + 1e6
+    expected = far.predict(grid)
+    np.testing.assert_allclose(plain.score(grid), expected, rtol=0,
+                               atol=1e-4 * np.abs(expected).max())
 
 
 def _adam_sm(X, alpha, width, steps, seed):
