@@ -44,10 +44,16 @@ def random_network(n_units, seed=0):
     return ScoreNetwork(W, b, A, -np.eye(D), np.zeros(D))
 
 
-def eager_baseline(network, x, n_steps, step, device, dtype):
-    """The loop one writes by hand: nn.Sequential + skip, no autograd."""
-    mlp = nn.Sequential(nn.Linear(D, network.n_units), nn.ReLU(), nn.Linear(network.n_units, D))
-    skip = nn.Linear(D, D, bias=False)
+def eager_baseline(network, x, n_steps, step, device, dtype, block=None):
+    """The loop one writes by hand: nn.Sequential + skip, no autograd.
+
+    ``block``: chains advanced together (default all; a large network needs
+    blocks, its activations are chains x units).
+    """
+    network = network.recentred(0.0)
+    d, units = network.n_features, network.n_units
+    mlp = nn.Sequential(nn.Linear(d, units), nn.ReLU(), nn.Linear(units, d))
+    skip = nn.Linear(d, d, bias=False)
     with torch.no_grad():
         mlp[0].weight.copy_(torch.as_tensor(network.hidden_weights))
         mlp[0].bias.copy_(torch.as_tensor(network.hidden_biases))
@@ -55,10 +61,15 @@ def eager_baseline(network, x, n_steps, step, device, dtype):
         mlp[2].bias.copy_(torch.as_tensor(network.output_bias))
         skip.weight.copy_(torch.as_tensor(network.skip_weights))
     mlp, skip = mlp.to(device=device, dtype=dtype), skip.to(device=device, dtype=dtype)
-    x = torch.as_tensor(x, device=device, dtype=dtype)
+    x = torch.as_tensor(x, device=device, dtype=dtype).clone()
+    block = x.shape[0] if block is None else block
     with torch.no_grad():
-        for _ in range(n_steps):
-            x = x + 0.5 * step * (mlp(x) + skip(x)) + math.sqrt(step) * torch.randn_like(x)
+        for start in range(0, x.shape[0], block):
+            chains = x[start:start + block]
+            for _ in range(n_steps):
+                chains = (chains + 0.5 * step * (mlp(chains) + skip(chains))
+                          + math.sqrt(step) * torch.randn_like(chains))
+            x[start:start + block] = chains
     return x.cpu().numpy()
 
 

@@ -24,17 +24,17 @@ Usage::
 """
 
 import argparse
-import math
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+
+from bench_langevin import eager_baseline  # noqa: E402
+from bench_univariate import timed  # noqa: E402
 
 from skconvexscore import ConvexScoreMatcher  # noqa: E402
 from skconvexscore._langevin import langevin_sample  # noqa: E402
@@ -44,6 +44,7 @@ BLOCK = 2**24  # activations per block for the unit-by-unit baselines
 
 def score_by_units(network, X):
     """The score unit by unit, in row blocks (an (m, units) array would not fit)."""
+    network = network.recentred(0.0)
     rows = max(1, BLOCK // max(network.n_units, 1))
     out = np.empty_like(X)
     for start in range(0, X.shape[0], rows):
@@ -52,34 +53,6 @@ def score_by_units(network, X):
         out[start:start + rows] = (hidden @ network.output_weights + x @ network.skip_weights.T
                                    + network.output_bias)
     return out
-
-
-def eager_langevin_by_units(network, x, n_steps, step):
-    """The loop one writes by hand over the units: nn.Sequential + skip, no autograd."""
-    units = network.n_units
-    mlp = nn.Sequential(nn.Linear(1, units), nn.ReLU(), nn.Linear(units, 1)).double()
-    skip = nn.Linear(1, 1, bias=False).double()
-    with torch.no_grad():
-        mlp[0].weight.copy_(torch.as_tensor(network.hidden_weights))
-        mlp[0].bias.copy_(torch.as_tensor(network.hidden_biases))
-        mlp[2].weight.copy_(torch.as_tensor(network.output_weights.T))
-        mlp[2].bias.copy_(torch.as_tensor(network.output_bias))
-        skip.weight.copy_(torch.as_tensor(network.skip_weights))
-    rows = max(1, BLOCK // units)
-    x = torch.as_tensor(x)
-    with torch.no_grad():
-        for start in range(0, x.shape[0], rows):
-            chunk = x[start:start + rows]
-            for _ in range(n_steps):
-                chunk = chunk + 0.5 * step * (mlp(chunk) + skip(chunk)) + math.sqrt(step) * torch.randn_like(chunk)
-            x[start:start + rows] = chunk
-    return x.numpy()
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def main():
@@ -114,7 +87,9 @@ def main():
         langevin_sample(network, args.chains, n_steps=1, step_size=step, init=init, random_state=0)
         t_lp, _ = timed(lambda: langevin_sample(network, args.chains, n_steps=steps_pieces,
                                                 step_size=step, init=init, random_state=0))
-        t_lu, _ = timed(lambda: eager_langevin_by_units(network, init, steps_units, step))
+        cpu, block = torch.device("cpu"), max(1, BLOCK // network.n_units)
+        t_lu, _ = timed(lambda: eager_baseline(network, init, steps_units, step, cpu, torch.float64,
+                                               block))
         rate_p = args.chains * steps_pieces / t_lp
         rate_u = args.chains * steps_units / t_lu
         print(f"| {n:.0e} | {network.n_units} | {fit_time:.2f} | {t_pieces:.4f} | {t_units:.3f} | "
