@@ -1,5 +1,7 @@
 """PyTorch twin of :class:`~skconvexscore._network.ScoreNetwork` (imported lazily)."""
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -18,8 +20,11 @@ class TorchScoreNetwork(nn.Module):
     def __init__(self, n_features, n_units, activation="relu"):
         super().__init__()
         self.activation = activation
-        self.hidden = nn.Linear(n_features, n_units)
-        self.output = nn.Linear(n_units, n_features)
+        with warnings.catch_warnings():
+            # a network without units (the Gaussian regime) is a valid model
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
+            self.hidden = nn.Linear(n_features, n_units)
+            self.output = nn.Linear(n_units, n_features)
         self.skip = nn.Linear(n_features, n_features, bias=False)
         self.register_buffer("origin", torch.zeros(n_features))
 
