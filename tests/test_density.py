@@ -117,6 +117,22 @@ def test_nearly_coincident_kinks():
     assert stats.kstest(density.sample(5000, random_state=0), density.cdf).pvalue > 1e-3
 
 
+def test_density_far_from_zero_is_the_shifted_density():
+    # the same network written around 1e6: kinks at 1e6 - 1 and 1e6 + 1.5, where
+    # positions would keep ~1e-10 of their digits
+    near = bimodal_network()
+    far = ScoreNetwork(near.hidden_weights, near.hidden_biases, near.output_weights,
+                       near.skip_weights, near.output_bias, origin=[1e6])
+    d_near, d_far = PiecewiseQuadraticDensity(near), PiecewiseQuadraticDensity(far)
+    x = np.linspace(-5.0, 5.0, 41)
+    np.testing.assert_allclose(d_far.breakpoints, d_near.breakpoints + 1e6)
+    np.testing.assert_allclose(d_far.log_density(x + 1e6), d_near.log_density(x), atol=1e-12)
+    np.testing.assert_allclose(d_far.cdf(x + 1e6), d_near.cdf(x), atol=1e-12)
+    np.testing.assert_allclose(d_far.score(x + 1e6), d_near.score(x), atol=1e-12)
+    np.testing.assert_allclose(d_far.sample(500, random_state=0) - 1e6,
+                               d_near.sample(500, random_state=0), atol=1e-9)
+
+
 @pytest.mark.parametrize(
     "network, side",
     [
