@@ -100,7 +100,6 @@ class ScoreNetwork:
     def n_features(self):
         return self.skip_weights.shape[0]
 
-
     def score(self, X):
         """The score ``s(x)``, shape (n_samples, d).
 
@@ -171,7 +170,7 @@ class ScoreNetwork:
     def piecewise(self):
         r"""The score of a univariate network as explicit linear pieces.
 
-        Sorting the units by their kinks ``t_j = -b_j / w_j``, the slope and
+        Sorting the units by their kinks ``o - b_j / w_j``, the slope and
         the intercept of every piece are running sums of what each unit
         changes when ``x`` crosses its kink, so the representation costs
         ``O(n_units log n_units)``. The sums are accumulated in extended
