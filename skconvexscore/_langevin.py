@@ -11,8 +11,8 @@ The paper's update (shared/design/math.md, section 5), with step size
 The score ``s(x) = A^\top \phi(W x + b) + V x + c`` is evaluated with three
 fused matrix products on tensors of the NumPy weights (in 1-D from its linear
 pieces, by a sorted search), under ``torch.inference_mode`` (no autograd
-graph), on the CPU or a GPU. Torch is
-imported inside the functions so that ``import skconvexscore`` stays light.
+graph), on the CPU or a GPU. Torch is imported inside the functions so that
+``import skconvexscore`` stays light.
 
 Stability, on the Gaussian score ``s(x) = -(x - m) / v``: the update is the
 AR(1) recursion ``x - m <- (1 - \epsilon / (2v)) (x - m) + \sqrt\epsilon z``,
@@ -429,10 +429,10 @@ def _drift(network, tensor):
     r"""``drift(x, out)``: the score of ``network`` at chains ``x`` (shape (d, chunk)) into ``out``.
 
     Chains are stored as columns, ``x^T``, relative to the network's origin.
-    With ``d >= 2`` the score is ``s^T = A^T phi(W x^T + b) + V x^T + c``, three fused products into
-    preallocated buffers; the output product (d x units) @ (units x chains)
-    runs 2-3x faster on the CPU than the skinny (chains x units) @ (units x d)
-    of the row layout (measured, d = 2). With ``d = 1`` it is read off the
+    With ``d >= 2`` the score is ``s^T = A^T phi(W x^T + b) + V x^T + c``,
+    three fused products into preallocated buffers; the output product
+    (d x units) @ (units x chains) runs 2-3x faster on the CPU than the skinny
+    (chains x units) @ (units x d) of the row layout (measured, d = 2). With ``d = 1`` it is read off the
     network's linear pieces (:meth:`~skconvexscore.ScoreNetwork.piecewise`):
     a sorted search per chain, whatever the number of units (a fit on a
     million points near the well-posedness bound has about 1.4e5).
