@@ -142,6 +142,10 @@ class ScoreNetwork:
 
     def hyvarinen_terms(self, X):
         r"""``1/2 ||s(x)||^2 + tr \nabla s(x)`` for every sample, shape (n_samples,)."""
+        if self.n_features == 1:
+            pieces = self.piecewise()  # built once for both terms
+            x = np.asarray(X, dtype=np.float64)[:, 0]
+            return 0.5 * pieces.score(x) ** 2 + pieces.jacobian_trace(x)
         s = self.score(X)
         return 0.5 * np.sum(s**2, axis=1) + self.jacobian_trace(X)
 

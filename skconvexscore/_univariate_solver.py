@@ -569,7 +569,7 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
     return best
 
 
-def _build_relu_noskip(z, m, ybar, n, tau, lam):
+def _build_relu_noskip(z, m, ybar, n, tau, lam, value_offset=0.0):
     r"""ReLU without skip connection: ``s = F + R``.
 
     ``F`` (forward atoms) vanishes left of the data, ``R`` (reversed atoms)
@@ -582,7 +582,7 @@ def _build_relu_noskip(z, m, ybar, n, tau, lam):
     N = z.shape[0]
     g = np.diff(z)
     n_var = N + 4 * (N - 1)
-    qp = _QP(n_var)
+    qp = _QP(n_var, value_offset)
     f = np.arange(N)
     F = N + np.arange(N - 1)  # F_2..F_N   (F[j] is F_{j+2})
     R = F[-1] + 1 + np.arange(N - 1)  # R_1..R_{N-1}
@@ -632,7 +632,7 @@ def _build_relu_noskip(z, m, ybar, n, tau, lam):
     return qp.finalize(), {"f": f, "P": P, "Q": Q, "kept_fwd": kept_f, "kept_rev": kept_r}
 
 
-def _build_abs_noskip(z, m, ybar, n, tau, lam):
+def _build_abs_noskip(z, m, ybar, n, tau, lam, value_offset=0.0):
     r"""Absolute value without skip connection, as a chain closed by one end condition.
 
     ``s(x) = sum_j u_j |x - z_j|`` is the continuous piecewise-linear score
@@ -653,7 +653,7 @@ def _build_abs_noskip(z, m, ybar, n, tau, lam):
     """
     N = z.shape[0]
     g = np.diff(z)
-    qp = _QP(2 * N)
+    qp = _QP(2 * N, value_offset)
     f = np.arange(N)
     U = N + np.arange(N - 1)
     U0 = 2 * N - 1
@@ -1244,8 +1244,7 @@ def _solve_skip(prob, tol, max_iter, verbose, slope_unit):
 def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slope_unit):
     """ReLU without skip connection, the forward/reversed QP by the general banded IPM."""
     N, n = z.shape[0], program.n
-    qp, info = _build_relu_noskip(z, m, ybar, n, tau, lam)
-    qp.value_offset = _value_offset(program)
+    qp, info = _build_relu_noskip(z, m, ybar, n, tau, lam, _value_offset(program))
     x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
     u = np.diff(np.concatenate([[0.0], x[info["P"]]]))  # u_1..u_{N-1}
     w = np.diff(np.concatenate([x[info["Q"]], [0.0]]))  # w_2..w_N
@@ -1266,8 +1265,7 @@ def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slo
     the method stalled.
     """
     N = z.shape[0]
-    qp, info = _build_abs_noskip(z, m, ybar, program.n, tau, lam)
-    qp.value_offset = _value_offset(program)
+    qp, info = _build_abs_noskip(z, m, ybar, program.n, tau, lam, _value_offset(program))
     width = slope_unit * min(max(float(N) ** 3, 1e6), 1e18)
     x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit,
                                                     width=width)
