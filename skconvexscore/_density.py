@@ -93,12 +93,6 @@ def check_density_available(network):
         )
 
 
-def exact_lipschitz_1d(network):
-    """``max_p |slope_p|``: the exact Lipschitz constant of a univariate score."""
-    check_density_available(network)
-    return float(np.max(np.abs(network.piecewise().slopes)))
-
-
 def _segment_mass(g, alpha, h):
     r"""``m(g, \alpha, h) = \int_0^h exp(g y + \alpha y^2 / 2) dy`` for ``g <= 0``.
 

@@ -34,8 +34,6 @@ import numbers
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._density import exact_lipschitz_1d
-
 __all__ = [
     "LangevinDivergenceError",
     "auto_step_size",
@@ -128,7 +126,7 @@ def _lipschitz(network):
     :meth:`ScoreNetwork.lipschitz_bound` is returned.
     """
     if network.n_features == 1:
-        return exact_lipschitz_1d(network)
+        return float(np.max(np.abs(network.piecewise().slopes)))
     gains = np.abs(network.output_weights) * np.linalg.norm(network.hidden_weights, axis=1)[:, None]
     rows = gains.sum(axis=0) + np.linalg.norm(network.skip_weights, axis=1)
     return min(float(np.sqrt(np.sum(rows**2))), network.lipschitz_bound())
