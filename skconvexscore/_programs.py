@@ -263,6 +263,11 @@ def _forward_sum(x, t, u):
     return np.cumsum(steps, dtype=np.longdouble).astype(np.float64)
 
 
+def _backward_sum(x, t, u):
+    """``sum_{t_j > x_i} u_j (t_j - x_i)``: :func:`_forward_sum` on the mirrored line."""
+    return _forward_sum(-x[::-1], -t[::-1], u[::-1])[::-1]
+
+
 def _atom_sum(x, kinks, orientations, coef, activation):
     """``sum_j coef_j phi(o_j (x_i - t_j))`` for every i, by running sums over the gaps.
 
@@ -281,8 +286,8 @@ def _atom_sum(x, kinks, orientations, coef, activation):
         t, u = t[order], u[order]
         if activation == "abs" or sign > 0:  # sum_{t_j < x} u_j (x - t_j)
             sorted_out += _forward_sum(xs, t, u)
-        if activation == "abs" or sign < 0:  # sum_{t_j > x} u_j (t_j - x), mirrored
-            sorted_out += _forward_sum(-xs[::-1], -t[::-1], u[::-1])[::-1]
+        if activation == "abs" or sign < 0:  # sum_{t_j > x} u_j (t_j - x)
+            sorted_out += _backward_sum(xs, t, u)
     out = np.empty_like(sorted_out)
     out[order_x] = sorted_out
     return out

@@ -32,7 +32,7 @@ errors relative to ``c_scale``, complementarity ``sum_j (g_j w_j + lam_j
 
 import numpy as np
 
-from ._programs import _forward_sum
+from ._programs import _backward_sum, _forward_sum
 
 __all__ = ["solve_noskip_working_set"]
 
@@ -181,8 +181,7 @@ class _AtomProblem:
         """``s(z_i)`` for every point, by running sums of slopes over the gaps."""
         u, v = self.split(w)
         z = self.z
-        mirrored = _forward_sum(-z[::-1], -z[::-1], v[::-1])[::-1]
-        return _forward_sum(z, z, u) + mirrored
+        return _forward_sum(z, z, u) + _backward_sum(z, z, v)
 
     def _fit_gradient(self, r):
         """``sum_i r_i a_j(z_i) / n`` for every atom ``j``."""
