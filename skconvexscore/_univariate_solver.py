@@ -74,8 +74,8 @@ keeps the fit diagonal and the continuity constraints free of ``1/g_k``
 full problem's multipliers then follow from stationarity by running sums, in
 ``O(n)``, restarted at every knot from the segment QP's multipliers
 (:func:`_full_certificate`); points whose kink multiplier leaves its box are
-added (:func:`~skconvexscore._univariate_atoms.select_spread`, roughly doubling the set) until the *full* QP is
-certified with the residual below. Inactive knots are then dropped once and
+added (:func:`~skconvexscore._univariate_atoms.select_spread`, roughly
+doubling the set) until the *full* QP is certified with the residual below. Inactive knots are then dropped once and
 the result re-certified, so the kinks returned are the active ones. The
 kink-free start is in closed form, so the Gaussian regime costs a few
 ``O(n)`` passes and no Newton step (this also certifies degenerate points
@@ -509,8 +509,8 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
     Starts from no knot (the kink-free line, in closed form), and after each
     segment QP checks the full problem (:func:`_full_certificate`): certified
     means certified for the full QP. Otherwise violators are added
-    (:func:`~skconvexscore._univariate_atoms.select_spread`, about twice the current set per round). Once certified,
-    knots whose multiplier proves them inactive are dropped and the smaller
+    (:func:`~skconvexscore._univariate_atoms.select_spread`, about twice the
+    current set per round). Once certified, knots whose multiplier proves them inactive are dropped and the smaller
     set is solved and certified again, so that every kink returned is
     active. Returns ``None`` when the set would exceed ``max_fraction`` of
     the points (a dense solution: the full IPM is cheaper) or when the
