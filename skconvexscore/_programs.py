@@ -341,17 +341,22 @@ def gaussian_regime_alpha(x):
     """
     x = np.sort(np.asarray(x, dtype=np.float64).ravel())
     n = x.shape[0]
+    # centred first: x_i - x_j = z_i - z_j, and products of uncentred values
+    # would cancel catastrophically for data far from zero
     z = x - x.mean()
+    z -= z.mean()  # the mean's own rounding would shift every S_j by O(n) roundings of it
     var = float(np.mean(z**2))
-    # suffix sums over i > j of z_i and z_i x_i (ties: strict inequality)
-    zx_rev = np.cumsum((z * x)[::-1])[::-1]
+    if not var > 0:
+        raise ValueError("alpha_G needs data with positive variance; all the points are equal.")
+    # suffix sums over i > j of z_i and z_i^2 (ties: strict inequality)
+    zz_rev = np.cumsum((z * z)[::-1])[::-1]
     z_rev = np.cumsum(z[::-1])[::-1]
     n_gt = n - np.searchsorted(x, x, side="right")
     n_ge = n - np.searchsorted(x, x, side="left")
     first_gt = n - n_gt  # index of the first point strictly above x_j
-    sum_zx = np.where(first_gt < n, zx_rev[np.minimum(first_gt, n - 1)], 0.0)
+    sum_zz = np.where(first_gt < n, zz_rev[np.minimum(first_gt, n - 1)], 0.0)
     sum_z = np.where(first_gt < n, z_rev[np.minimum(first_gt, n - 1)], 0.0)
-    S = (sum_zx - x * sum_z) / var
+    S = (sum_zz - z * sum_z) / var
     return float(np.max(np.maximum(np.abs(n_ge - S), np.abs(n_gt - S))) / n)
 
 

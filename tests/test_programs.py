@@ -89,6 +89,16 @@ def test_gaussian_regime_alpha_handles_ties():
     assert solve_univariate_cvxpy(UnivariateProgram("sm", z, 0.98 * alpha_g)).objective < -0.5 - 1e-6
 
 
+def test_gaussian_regime_alpha_is_accurate_far_from_zero():
+    # x + 1e9 is exactly representable here (multiples of 2**-20), so the
+    # offset data are the same points and alpha_G must not move
+    x = np.round(np.random.default_rng(6).normal(size=1000) * 2**20) / 2**20
+    alpha_g = gaussian_regime_alpha(x)
+    assert gaussian_regime_alpha(x + 1e9) == pytest.approx(alpha_g, rel=1e-9)
+    with pytest.raises(ValueError, match="positive variance"):
+        gaussian_regime_alpha(np.full(4, 2.0))
+
+
 @pytest.mark.parametrize("activation", ["relu", "abs"])
 def test_patterns_are_distinct_nonempty_and_gates_are_interior(activation):
     Z, _ = standardize(np.random.default_rng(6).normal(size=(60, 2)))
