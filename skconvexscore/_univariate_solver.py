@@ -526,8 +526,9 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
             w = nu_r = np.zeros(0)
         else:
             try:
-                x, w, nu_r, n_it, *_ = _interior_point(qp, inner_tol, max_iter, False, slope_unit,
-                                                       c_scale=prob.c_scale)
+                x, w, nu_r, n_it, *_ = _interior_point(
+                    qp, inner_tol, max_iter, False, slope_unit, c_scale=prob.c_scale,
+                    fallback_width=_near_duplicate_width(prob.z, slope_unit))
             except SolverError:
                 return best
             total_iter += n_it
@@ -951,8 +952,21 @@ def _initial_point(qp, kkt, width, shortcut=True):
     return x, y, nu, a, b, lam + nu, lam - nu
 
 
+def _near_duplicate_width(z, slope_unit):
+    r"""Start width for data whose smallest gap ``g`` is far below the typical one.
+
+    Below the bound that merging near-duplicates would give (see
+    :func:`_near_duplicate_hint`), the optimal slopes grow like ``1/g^2``,
+    far beyond the ``N^2`` scale of the default start: from there the method
+    crawls and stalls (5 points, three within ``2e-9`` of each other at
+    ``alpha = 1.01/n``: slopes ``~1e17``). Capped at ``1e30`` slope units.
+    """
+    g = float(np.min(np.diff(z)))
+    return min(1.0 / g**2, 1e30 * slope_unit) if g > 0 else 1e30 * slope_unit
+
+
 def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None,
-                    kink_free_start=True, width=None):
+                    kink_free_start=True, width=None, fallback_width=None):
     """Mehrotra predictor-corrector on the QP; returns the primal-dual point.
 
     ``kink_free_start=False`` skips the test of the kink-free solution (one
@@ -966,7 +980,8 @@ def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None,
     wide split costs absolute accuracy in ``M x = a - b`` while ``a, b`` are large; if that
     start fails to certify (or stalls), the method restarts without the
     kink-free shortcut, then from the narrow ``1e6 * slope_unit`` start (the
-    previous default), before giving up.
+    previous default), then from ``fallback_width`` when that is wider still
+    (:func:`_near_duplicate_width`), before giving up.
 
     BLAS is held to one thread: every vector here is touched by O(1)-flop
     kernels (dot products, banded solves with bandwidth 2-6), for which
@@ -978,6 +993,8 @@ def _interior_point(qp, tol, max_iter, verbose, slope_unit=1.0, c_scale=None,
     starts = [(wide, True), (wide, False)] if kink_free_start else [(wide, False)]
     if wide > 1e6 * slope_unit:
         starts.append((1e6 * slope_unit, False))
+    if fallback_width is not None and fallback_width > wide:
+        starts.append((fallback_width, False))
     with threadpool_limits(limits=1, user_api="blas"):
         kkt = _ChainKKT(qp) if isinstance(qp, _ChainQP) else _BandedKKT(qp)
         for attempt, (start_width, shortcut) in enumerate(starts):
@@ -1219,8 +1236,9 @@ def _solve_skip(prob, tol, max_iter, verbose, slope_unit):
     else:
         qp = _ChainQP(prob)
         # the working set's first round showed the kink-free line is not optimal
-        x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit,
-                                                        kink_free_start=False)
+        x, _, nu, n_iter, gap, res, _ = _interior_point(
+            qp, tol, max_iter, verbose, slope_unit, kink_free_start=False,
+            fallback_width=_near_duplicate_width(prob.z, slope_unit))
         polished = _polish_active_set(prob, qp, nu, tol)
         if polished is not None:
             U = polished["U"]
@@ -1245,7 +1263,9 @@ def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, sl
     """ReLU without skip connection, the forward/reversed QP by the general banded IPM."""
     N, n = z.shape[0], program.n
     qp, info = _build_relu_noskip(z, m, ybar, n, tau, lam, _value_offset(program))
-    x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit)
+    x, _, nu, n_iter, gap, res, _ = _interior_point(
+        qp, tol, max_iter, verbose, slope_unit,
+        fallback_width=_near_duplicate_width(z, slope_unit))
     u = np.diff(np.concatenate([[0.0], x[info["P"]]]))  # u_1..u_{N-1}
     w = np.diff(np.concatenate([x[info["Q"]], [0.0]]))  # w_2..w_N
     zero_u = _inactive(N - 1, info["kept_fwd"], nu, qp.lam)
@@ -1267,8 +1287,9 @@ def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slo
     N = z.shape[0]
     qp, info = _build_abs_noskip(z, m, ybar, program.n, tau, lam, _value_offset(program))
     width = slope_unit * min(max(float(N) ** 3, 1e6), 1e18)
-    x, _, nu, n_iter, gap, res, _ = _interior_point(qp, tol, max_iter, verbose, slope_unit,
-                                                    width=width)
+    x, _, nu, n_iter, gap, res, _ = _interior_point(
+        qp, tol, max_iter, verbose, slope_unit, width=width,
+        fallback_width=_near_duplicate_width(z, slope_unit))
     U0 = x[info["U0"]]
     kinks = np.diff(np.concatenate([[U0], x[info["U"]], [-U0]]))
     zero = _inactive(N, info["kept"], nu, qp.lam)

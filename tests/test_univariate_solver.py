@@ -602,3 +602,66 @@ def test_near_duplicates_between_the_two_bounds_fail_with_a_hint():
     assert sol.duality_gap <= 1e-8
     assert sol.objective == pytest.approx(solve_univariate_cvxpy(
         UnivariateProgram("sm", z, 1.2 * safe)).objective, rel=1e-6)
+
+
+def _exact_relu_skip_optimum(x, alpha):
+    """The SM ReLU-skip optimum (math notes 3.1) in rational arithmetic, by enumeration.
+
+    For every sign pattern of the interior kinks, the quadratic restricted to that pattern
+    (``|u_j| = s_j u_j``) is minimised exactly; a minimiser whose signs agree with the pattern
+    is a feasible point with the same value, and the optimum's own pattern is among them, so the
+    least such value is the optimum. The extreme atoms stay zero for ``alpha > 1/n``.
+    """
+    import itertools
+    from fractions import Fraction
+
+    x = [Fraction(v) for v in np.sort(x)]
+    n, weight = len(x), Fraction(alpha) - Fraction(1, 2 * len(x))
+    best = None
+    for signs in itertools.product((-1, 0, 1), repeat=n - 2):
+        kinks = [j for j in range(1, n - 1) if signs[j - 1]]
+        columns = [[max(xi - x[j], 0) for xi in x] for j in kinks] + [x, [Fraction(1)] * n]
+        linear = [n - j - Fraction(1, 2) + n * weight * signs[j - 1] for j in kinks] + [n, 0]
+        k = len(columns)
+        system = [[sum(a * b for a, b in zip(columns[p], columns[q])) for q in range(k)]
+                  + [-linear[p]] for p in range(k)]
+        for i in range(k):  # Gauss-Jordan, exact
+            pivot = next((r for r in range(i, k) if system[r][i] != 0), None)
+            if pivot is None:
+                break
+            system[i], system[pivot] = system[pivot], system[i]
+            for r in range(k):
+                if r != i and system[r][i] != 0:
+                    f = system[r][i] / system[i][i]
+                    system[r] = [a - f * b for a, b in zip(system[r], system[i])]
+        else:
+            coef = [system[i][k] / system[i][i] for i in range(k)]
+            if all(signs[j - 1] * c >= 0 for j, c in zip(kinks, coef)):
+                fit = [sum(col[i] * c for col, c in zip(columns, coef)) for i in range(n)]
+                value = (sum(f * f for f in fit) / 2
+                         + sum(lin * c for lin, c in zip(linear, coef))) / n
+                best = value if best is None else min(best, value)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_small_programs_match_the_rational_optimum(seed):
+    x = np.sort(np.random.default_rng(seed).standard_normal(6))
+    alpha = 1.3 / 6
+    exact = float(_exact_relu_skip_optimum(x, alpha))
+    assert solve_univariate_exact(UnivariateProgram("sm", x, alpha)).objective == pytest.approx(
+        exact, rel=1e-10)
+
+
+def test_clustered_points_certify_at_the_scale_of_their_gaps():
+    """Three points within 1.6e-7 near the bound: slopes ~1e17, far beyond the default
+    start's N^2 scale, and too far apart for the near-duplicate hint (1e-9 of the range).
+    The interior point method stalled there; it now restarts as wide as the gaps demand."""
+    x = np.array([0.0, 2.3e-9, 1.6e-7, 2.2628, 2.2741])
+    alpha = 1.01 / 5
+    exact = float(_exact_relu_skip_optimum(x, alpha))  # -3.6e16
+    sol = solve_univariate_exact(UnivariateProgram("sm", x, alpha))
+    assert sol.duality_gap <= 1e-7
+    # an attained value: never below the optimum, and within the certificate of it
+    assert sol.objective >= exact * (1 + 1e-12)
+    assert sol.objective <= exact * (1 - 1e-7)
