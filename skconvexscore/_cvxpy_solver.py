@@ -80,7 +80,8 @@ def solve_univariate_cvxpy(program, solver_options=None, verbose=False):
     else:
         trace = program.linear_term() @ u + (n * slope if slope is not None else 0.0)
         objective = (0.5 * cp.sum_squares(f) + trace) / n + penalty
-    problem = cp.Problem(cp.Minimize(objective))
+    # Clarabel's gap tolerances are partly absolute: state the program in its value unit
+    problem = cp.Problem(cp.Minimize(objective / program.value_unit()))
     status, n_iter = _solve(problem, solver_options, verbose)
     coef = np.asarray(u.value, dtype=np.float64)
     coef[_clear_residue(coef)] = 0.0
@@ -152,7 +153,7 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
         if skip_row is not None:
             trace = trace + n * skip_row[k]
         objective = fit + trace / n + penalty
-    problem = cp.Problem(cp.Minimize(objective), constraints)
+    problem = cp.Problem(cp.Minimize(objective / program.value_unit(k)), constraints)
     status, n_iter = _solve(problem, solver_options, verbose)
     pos = np.asarray(positive.value, dtype=np.float64)
     neg = np.asarray(negative.value, dtype=np.float64)

@@ -73,7 +73,8 @@ reported ``duality_gap = P(u) - D(theta z)`` is a rigorous bound on
 the excess ``e_j = (||w_j[:d]|| - alpha)_+`` is charged as ``sum_j e_j
 ||u_j[:d]||`` (exact at the optimum, a first-order estimate otherwise) and
 also reported, relative to ``alpha``, as ``info["dual_residual"]`` (a KKT
-residual). The solver stops when ``duality_gap <= tol max(1, |P|)``, the
+residual). The solver stops when ``duality_gap <= tol max(u, |P|)`` (``u``
+the program's value unit, 1 unless its values are small: ``value_unit``), the
 relative cone violation is ``<= tol`` and the dual residual ``<= sqrt(tol)``.
 
 Unboundedness (SM only)
@@ -450,7 +451,7 @@ def _certify(op, U, clipped, tol):
         "objective": primal,
         "lower_bound": lower,
         "duality_gap": gap,
-        "relative_gap": gap / max(1.0, abs(primal)),
+        "relative_gap": gap / max(t.program.value_unit(op.k), abs(primal)),
         "constraint_violation": violation,
         "dual_residual": dual_residual,
         "repair": repair,
@@ -909,7 +910,7 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
     k : int
         Output coordinate.
     tol : float, default=1e-6
-        Stop when ``duality_gap <= tol * max(1, |objective|)``, the relative
+        Stop when ``duality_gap <= tol * max(program.value_unit(k), |objective|)``, the relative
         cone violation is ``<= tol`` and the dual residual ``<= sqrt(tol)``.
     max_iter : int or None
         ADMM iterations (default ``50000``; one costs ``O((P(d+1))^2)``, not ``O(n)``).

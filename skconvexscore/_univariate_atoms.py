@@ -152,10 +152,11 @@ class _AtomProblem:
     merged weight of a tie group, as in the QPs).
     """
 
-    def __init__(self, z, m, ybar, n, tau, lam, relu, offset=0.0):
+    def __init__(self, z, m, ybar, n, tau, lam, relu, offset=0.0, unit=1.0):
         N = z.shape[0]
         self.z, self.m, self.ybar, self.n, self.tau, self.relu = z, m, ybar, n, tau, relu
         self.offset = offset
+        self.unit = unit
         self.N, self.g = N, np.diff(z)
         self.moments = _Moments(z, m)
         after, before = self.moments.tail[0], self.moments.head[0]
@@ -224,7 +225,7 @@ class _AtomProblem:
         Returns ``(res_dual, res_gap, P, violators)``: the stationarity error of
         the set's atoms beyond rounding, relative to ``c_scale`` (the
         working set certifies only at zero), the complementarity ``sum_j
-        (g_j w_j + lam_j |w_j|)`` relative to ``1 + |P + offset|`` (the
+        (g_j w_j + lam_j |w_j|)`` relative to ``unit + |P + offset|`` (the
         program's own value: the DSM constant is large for small noise), the
         value, and the box violation ``|g_j| - lam_j`` of every atom off the
         set beyond the rounding of its gradient (``16 eps`` of the terms it
@@ -249,7 +250,7 @@ class _AtomProblem:
         res_dual = float(np.max(violation[in_set], initial=0.0)) / self.c_scale
         P = self.objective(w, s)
         comp = float(grad @ w + lam @ np.abs(w))
-        return res_dual, abs(comp) / (1.0 + abs(P + self.offset)), P, violators
+        return res_dual, abs(comp) / (self.unit + abs(P + self.offset)), P, violators
 
 
 def _restricted_lasso(G, q, lam, max_corrections=5):
@@ -304,7 +305,7 @@ def _restricted_lasso(G, q, lam, max_corrections=5):
 
 
 def solve_noskip_working_set(z, m, ybar, n, tau, lam, relu, tol, verbose=False,
-                             max_atoms=400, max_rounds=30, offset=0.0):
+                             max_atoms=400, max_rounds=30, offset=0.0, unit=1.0):
     """Solve a program without skip connection on a growing working set of atoms.
 
     Starts from the extreme atoms (forward on the first point and reversed on
@@ -318,7 +319,7 @@ def solve_noskip_working_set(z, m, ybar, n, tau, lam, relu, tol, verbose=False,
     exceed ``max_atoms`` (a dense solution: the banded QP over every point is
     the better method) or a restricted solve fails.
     """
-    prob = _AtomProblem(z, m, ybar, n, tau, lam, relu, offset)
+    prob = _AtomProblem(z, m, ybar, n, tau, lam, relu, offset, unit)
     N = prob.N
     atoms = np.array([0, 2 * N - 1] if relu else [0, N - 1])
     linear = prob.gradient(np.zeros(N))  # every atom's linear term in the lasso

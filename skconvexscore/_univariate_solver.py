@@ -142,12 +142,14 @@ class _QP:
     ``x_key`` and ``e_key`` place every variable and equality row along the
     data axis; sorting by them makes the reduced Newton matrix banded.
     ``value_offset`` is what the program's value adds to the QP's (DSM's
-    ``mean(y^2)/2``): gaps are measured relative to the program's value.
+    ``mean(y^2)/2``): gaps are measured relative to ``value_unit`` plus the
+    program's value (:meth:`UnivariateProgram.value_unit`).
     """
 
-    def __init__(self, n_var, value_offset=0.0):
+    def __init__(self, n_var, value_offset=0.0, value_unit=1.0):
         self.n_var = n_var
         self.value_offset = value_offset
+        self.value_unit = value_unit
         self.h = np.zeros(n_var)
         self.c = np.zeros(n_var)
         self.x_key = np.zeros(n_var)
@@ -232,10 +234,11 @@ class _SkipProblem:
     the full problem's optimality check.
     """
 
-    def __init__(self, z, m, ybar, n, tau, lam_kink, value_offset=0.0):
+    def __init__(self, z, m, ybar, n, tau, lam_kink, value_offset=0.0, value_unit=1.0):
         N = z.shape[0]
         self.N, self.n, self.z, self.m = N, n, z, m
         self.value_offset = value_offset
+        self.value_unit = value_unit
         self.g = np.diff(z)
         self.h_f = m / n
         self.c_f = -m * ybar / n
@@ -262,7 +265,7 @@ def _build_skip(prob):
     so they are not variables.
     """
     N = prob.N
-    qp = _QP(N + (N - 1), prob.value_offset)
+    qp = _QP(N + (N - 1), prob.value_offset, prob.value_unit)
     f = np.arange(N)
     U = N + np.arange(N - 1)
     qp.h[f] = prob.h_f
@@ -305,6 +308,7 @@ class _ChainQP:
         N = prob.N
         self.N, self.g, self.h_f = N, prob.g, prob.h_f
         self.value_offset = prob.value_offset
+        self.value_unit = prob.value_unit
         self.n_var, self.n_eq = 2 * N - 1, N - 1
         self.h = np.concatenate([prob.h_f, np.zeros(N - 1)])
         self.c = np.concatenate([prob.c_f, prob.c_U])
@@ -403,7 +407,7 @@ def _build_segments(prob, knots):
     # _full_certificate measures against the program's value; its own gap,
     # relative to the QP's value, is the stricter one for DSM at moderate noise
     # (measured against the program's, n = 1e6 took 6 rounds and 1354 knots, not 4 and 354)
-    qp = _QP(2 * S)
+    qp = _QP(2 * S, value_unit=prob.value_unit)
     a = np.arange(S)
     V = S + a
     qp.h[a] = mass / n
@@ -484,7 +488,7 @@ def _full_certificate(prob, knots, f, U, w, nu_knots):
     res_primal = float(np.max(np.abs(r_e))) / x_scale
     res_dual = max(float(np.max(np.abs(r_f))), float(np.max(np.abs(r_U))),
                    float(np.max(excess))) / prob.c_scale
-    res_gap = comp / (1.0 + abs(primal + prob.value_offset))
+    res_gap = comp / (prob.value_unit + abs(primal + prob.value_offset))
     return res_primal, res_dual, res_gap, primal, y, nu, excess
 
 
@@ -570,7 +574,7 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
     return best
 
 
-def _build_relu_noskip(z, m, ybar, n, tau, lam, value_offset=0.0):
+def _build_relu_noskip(z, m, ybar, n, tau, lam, value_offset=0.0, value_unit=1.0):
     r"""ReLU without skip connection: ``s = F + R``.
 
     ``F`` (forward atoms) vanishes left of the data, ``R`` (reversed atoms)
@@ -583,7 +587,7 @@ def _build_relu_noskip(z, m, ybar, n, tau, lam, value_offset=0.0):
     N = z.shape[0]
     g = np.diff(z)
     n_var = N + 4 * (N - 1)
-    qp = _QP(n_var, value_offset)
+    qp = _QP(n_var, value_offset, value_unit)
     f = np.arange(N)
     F = N + np.arange(N - 1)  # F_2..F_N   (F[j] is F_{j+2})
     R = F[-1] + 1 + np.arange(N - 1)  # R_1..R_{N-1}
@@ -633,7 +637,7 @@ def _build_relu_noskip(z, m, ybar, n, tau, lam, value_offset=0.0):
     return qp.finalize(), {"f": f, "P": P, "Q": Q, "kept_fwd": kept_f, "kept_rev": kept_r}
 
 
-def _build_abs_noskip(z, m, ybar, n, tau, lam, value_offset=0.0):
+def _build_abs_noskip(z, m, ybar, n, tau, lam, value_offset=0.0, value_unit=1.0):
     r"""Absolute value without skip connection, as a chain closed by one end condition.
 
     ``s(x) = sum_j u_j |x - z_j|`` is the continuous piecewise-linear score
@@ -654,7 +658,7 @@ def _build_abs_noskip(z, m, ybar, n, tau, lam, value_offset=0.0):
     """
     N = z.shape[0]
     g = np.diff(z)
-    qp = _QP(2 * N, value_offset)
+    qp = _QP(2 * N, value_offset, value_unit)
     f = np.arange(N)
     U = N + np.arange(N - 1)
     U0 = 2 * N - 1
@@ -1038,7 +1042,7 @@ def _interior_point_loop(qp, kkt, tol, max_iter, verbose, width, shortcut, c_sca
         res_dual = max(_beyond_rounding(r_x, hx, c, kkt.adjoint_size(y, nu)),
                        float(np.max(np.abs(r_a), initial=0.0)),
                        float(np.max(np.abs(r_b), initial=0.0))) / c_scale
-        res_gap = comp / (1.0 + abs(primal + qp.value_offset))
+        res_gap = comp / (qp.value_unit + abs(primal + qp.value_offset))
         history.append((res_primal, res_dual, res_gap))
         if verbose:
             print(f"ipm {it:3d}  P={primal: .10e}  primal={res_primal:.2e}  "
@@ -1208,7 +1212,7 @@ def _polish_active_set(prob, qp, nu, tol, max_rounds=6):
         cost = np.where(kink * sign < 0, 2.0 * lam[knots] * np.abs(kink), 0.0)
         order = np.argsort(cost)
         wrong = np.zeros(knots.size, dtype=bool)
-        budget = 0.1 * tol * (1.0 + abs(primal + prob.value_offset))
+        budget = 0.1 * tol * (prob.value_unit + abs(primal + prob.value_offset))
         wrong[order[np.cumsum(cost[order]) > budget]] = True
         new = np.flatnonzero(excess > 0.1 * tol * prob.c_scale)
         knots = np.concatenate([knots[~wrong], new])
@@ -1262,7 +1266,8 @@ def _solve_skip(prob, tol, max_iter, verbose, slope_unit):
 def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slope_unit):
     """ReLU without skip connection, the forward/reversed QP by the general banded IPM."""
     N, n = z.shape[0], program.n
-    qp, info = _build_relu_noskip(z, m, ybar, n, tau, lam, _value_offset(program))
+    qp, info = _build_relu_noskip(z, m, ybar, n, tau, lam, _value_offset(program),
+                                  program.value_unit())
     x, _, nu, n_iter, gap, res, _ = _interior_point(
         qp, tol, max_iter, verbose, slope_unit,
         fallback_width=_near_duplicate_width(z, slope_unit))
@@ -1285,7 +1290,8 @@ def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slo
     the method stalled.
     """
     N = z.shape[0]
-    qp, info = _build_abs_noskip(z, m, ybar, program.n, tau, lam, _value_offset(program))
+    qp, info = _build_abs_noskip(z, m, ybar, program.n, tau, lam, _value_offset(program),
+                                 program.value_unit())
     width = slope_unit * min(max(float(N) ** 3, 1e6), 1e18)
     x, _, nu, n_iter, gap, res, _ = _interior_point(
         qp, tol, max_iter, verbose, slope_unit, width=width,
@@ -1309,7 +1315,7 @@ def _solve_noskip_atoms(program, z, m, ybar, tau, lam, tol, verbose):
     relu = program.activation == "relu"
     ws = solve_noskip_working_set(z, m, ybar, program.n, tau, lam, relu, tol, verbose,
                                   max_atoms=min(400, max(32, N // 8)),
-                                  offset=_value_offset(program))
+                                  offset=_value_offset(program), unit=program.value_unit())
     if ws is None:
         return None
     w, n = ws["w"], program.n
@@ -1337,6 +1343,7 @@ def _certify(program, placements, first, last, fit, tol):
     """
     qp_value = fit["qp_value"]
     qp_value += _value_offset(program)
+    unit = program.value_unit()
     # exact zeros where the multiplier proves the kink inactive; kept only if
     # the objective does not suffer (it cannot, up to interior-point residue)
     candidates = []
@@ -1350,7 +1357,7 @@ def _certify(program, placements, first, last, fit, tol):
         else:
             slope, intercept = 0.0, 0.0
         objective = program.objective_value(coef, slope, intercept)
-        rounding = max(objective - qp_value, 0.0) / (1.0 + abs(objective))
+        rounding = max(objective - qp_value, 0.0) / (unit + abs(objective))
         candidates.append((rounding, coef, slope, intercept, objective))
         if rounding <= tol:
             break
@@ -1410,7 +1417,8 @@ def _solve_relu_through_skip(program, z, m, ybar, tau, lam, first, last, tol, ma
     """
     N = z.shape[0]
     try:
-        prob = _SkipProblem(z, m, ybar, program.n, tau, lam, _value_offset(program))
+        prob = _SkipProblem(z, m, ybar, program.n, tau, lam, _value_offset(program),
+                            program.value_unit())
         fit = _solve_skip(prob, tol, max_iter, verbose, slope_unit)
     except SolverError:
         return None
@@ -1540,7 +1548,8 @@ def _solve_univariate(program, tol, max_iter, verbose):
     if program.skip_connection:
         # abs with skip = relu with skip at alpha/2, kink delta = 2 u
         lam_kink = lam_relu if relu else lam_abs / 2.0
-        prob = _SkipProblem(z, m, ybar, n, tau, lam_kink, _value_offset(program))
+        prob = _SkipProblem(z, m, ybar, n, tau, lam_kink, _value_offset(program),
+                            program.value_unit())
         fit = _solve_skip(prob, tol, max_iter, verbose, slope_unit)
         placements = [(fit["kinks"] if relu else fit["kinks"] / 2.0, fit["zero"], np.arange(N), 0)]
         certified = _certify(program, placements, first, last, fit, tol)

@@ -116,6 +116,23 @@ def test_bounded_six_points_agree_with_cvxpy():
         assert solution.objective == pytest.approx(reference.objective, rel=1e-4)
 
 
+def test_small_targets_are_solved_to_their_scale():
+    """Noise 1e4 times the data's spread makes targets ~1e-4 in standardised units, and values
+    ~1e-9. At this alpha no unit pays for itself: the optimum is the least-squares line.
+    Gaps measured against max(1, |value|), and Clarabel's absolute tolerance, certified
+    points far above it (60 times, in an estimator fit)."""
+    program = make_program("dsm", 2, 0.05)
+    y = 1e-4 * program.targets[:, 0]
+    small = ArrangementProgram("dsm", program.Z, program.masks, program.gates, program.alpha,
+                               program.activation, program.skip_connection, 1e-4 * program.targets)
+    design = np.hstack([program.Z, np.ones((program.n, 1))])
+    residual = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    line = 0.5 * np.mean(residual**2)
+    assert solve_arrangement_output_cvxpy(small, 0).objective == pytest.approx(line, rel=1e-6)
+    assert solve_arrangement_output_first_order(small, 0).objective == pytest.approx(
+        line, rel=1e-6)
+
+
 def test_max_iter_raises_solver_error_not_garbage():
     program = make_program("sm", 2, 0.2)
     with pytest.raises(SolverError, match="did not reach tol"):

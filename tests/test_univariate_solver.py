@@ -581,6 +581,24 @@ def test_dsm_gap_is_relative_to_the_program_value():
     assert sol.objective == pytest.approx(ref.objective, rel=1e-9)
 
 
+@pytest.mark.parametrize("activation,skip", VARIANTS)
+def test_dsm_with_small_targets_is_solved_to_their_scale(activation, skip):
+    """Targets c y with weight decay c alpha: every coefficient scales by c and the value by
+    c^2 (the fit is quadratic, the penalty linear, in both). Noise far above the data's
+    spread makes such targets (c ~ spread / noise): with c = 1e-4 the values are ~1e-9, and a
+    gap measured against 1 + |value| certified answers several percent above the optimum."""
+    rng = np.random.default_rng(31)
+    z, _ = _standardised(rng.standard_normal(12))
+    program = _dsm_program(z, 1e-3, activation, skip, rng)
+    c = 1e-4
+    small = UnivariateProgram("dsm", program.x, c * program.alpha, activation, skip,
+                              targets=c * program.targets)
+    assert small.value_unit() == pytest.approx(c**2 * np.mean(program.targets**2))
+    reference = solve_univariate_exact(program).objective
+    assert solve_univariate_exact(small).objective == pytest.approx(c**2 * reference, rel=1e-7)
+    assert solve_univariate_cvxpy(small).objective == pytest.approx(c**2 * reference, rel=1e-6)
+
+
 def test_near_duplicates_between_the_two_bounds_fail_with_a_hint():
     """Pairs 1e-9 apart: bounded above the distinct-point bound, but as ties they would be
     unbounded up to a higher alpha, and in between the optimum grows like 1/gap^2 (~1e21 at
