@@ -87,7 +87,7 @@ class _BaseConvexScore(BaseEstimator):
             return network, solution.objective / standardization.scale**2, info
 
         if program.objective == "sm" and program.skip_connection:
-            _check_full_rank(program.Z)
+            _check_full_rank(program.Z, standardization)
         try:
             solutions, backend = solve_arrangement(program, self.solver, n_jobs=self.n_jobs, **settings)
         except UnboundedProgramError as exc:
@@ -352,16 +352,26 @@ class _BaseConvexScore(BaseEstimator):
 
 
 
-def _check_full_rank(Z):
+def _check_full_rank(Z, standardization):
     """Score matching with a skip connection needs a non-singular covariance.
 
     Along a direction ``u`` with ``Z u = 0`` the skip weight ``V = -t e_k u^T``
     changes no score value on the data but lowers the Jacobian trace by
     ``t u_k``: the program is unbounded below whatever ``alpha``.
+
+    A singular value of the centred points counts as zero when the rounding
+    of the user's data could explain it (``eps |X|`` per entry, in the
+    standardised units of ``Z``), not below a fixed fraction of the largest:
+    full-rank data with axes 1e5 apart in scale are well posed.
     """
-    eigenvalues = np.linalg.eigvalsh(Z.T @ Z / Z.shape[0])
-    rank = int(np.sum(eigenvalues > 1e-10 * eigenvalues.max()))
-    if rank < Z.shape[1]:
+    n, d = Z.shape
+    eps = np.finfo(np.float64).eps
+    rounding = eps * (float(np.max(np.abs(Z)))
+                      + float(np.max(np.abs(standardization.mean))) / standardization.scale)
+    singular_values = np.linalg.svd(Z, compute_uv=False)
+    floor = max(max(n, d) * eps * float(singular_values[0]), 10.0 * np.sqrt(n * d) * rounding)
+    rank = int(np.sum(singular_values > floor))
+    if rank < d:
         raise ValueError(
             f"The data lie in an affine subspace (covariance rank {rank} < {Z.shape[1]} "
             "features): with skip_connection=True score matching is unbounded below whatever "

@@ -249,6 +249,25 @@ def test_rank_deficient_data_with_skip_connection_is_rejected():
         ConvexScoreMatcher(n_patterns=10, random_state=0).fit(X)
 
 
+def test_rank_deficient_data_far_from_zero_are_rejected():
+    X = mixture_2d(40)
+    X = np.column_stack([X, X[:, 0] - 2 * X[:, 1]]) + 1e6  # rounding blurs the subspace
+    with pytest.raises(ValueError, match="affine subspace.*rank 2 < 3"):
+        ConvexScoreMatcher(n_patterns=10, random_state=0).fit(X)
+
+
+def test_full_rank_data_with_very_different_axis_scales_are_fitted():
+    """Spreads 1e-5 and 10 (covariance eigenvalues 1e12 apart): full rank, so the Gaussian
+    regime holds, -Sigma^{-1}(x - mean) with value -tr(Sigma^{-1})/2. A fixed relative
+    threshold on the covariance's eigenvalues called these data an affine subspace."""
+    X = np.random.default_rng(1).normal(size=(50, 2)) * [1e-5, 10.0]
+    model = ConvexScoreMatcher(alpha=1e8, n_patterns=30, random_state=0).fit(X)
+    precision = np.linalg.inv(np.cov(X.T, bias=True))
+    assert model.objective_ == pytest.approx(-0.5 * np.trace(precision), rel=1e-8)
+    expected = -(X - X.mean(axis=0)) @ precision
+    assert np.allclose(model.predict(X), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_input_is_rejected(bad):
     X = bimodal(20)
