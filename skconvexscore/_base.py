@@ -275,7 +275,7 @@ class _BaseConvexScore(BaseEstimator):
             normalisable.
         """
         from ._density import PiecewiseQuadraticDensity
-        from ._langevin import auto_step_size, initial_state, langevin_sample
+        from ._langevin import auto_step_size, check_step_size, initial_state, langevin_sample
 
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or n_samples < 1:
@@ -295,7 +295,7 @@ class _BaseConvexScore(BaseEstimator):
         if noise_levels is None and len(self.networks_) != 1:
             raise ValueError("Annealed sampling needs noise_levels_ aligned with networks_.")
         networks = self.networks_ if noise_levels is not None else [self.networks_[0]]
-        if isinstance(step_size, str) and step_size == "auto":
+        if check_step_size(step_size) == "auto":
             step_size = auto_step_size(networks, self.scale_, noise_levels=noise_levels)
         if isinstance(init, str) and init == "data":
             jitter = float(noise_levels[0]) if noise_levels is not None else float(np.sqrt(float(step_size)))

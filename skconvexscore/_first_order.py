@@ -147,6 +147,8 @@ def _resolve_device_dtype(device, dtype):
     if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={str(device)!r}: the first-order solver runs on 'cpu' or 'cuda'.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} requested but CUDA is not available.")
     if dtype is None:

@@ -87,6 +87,10 @@ def resolve_device(device):
         raise ValueError(
             f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:N', a torch.device or 'auto'."
         ) from exc
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device={device!r}: Langevin sampling runs on 'cpu' or 'cuda' devices only."
+        )
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -99,6 +103,21 @@ def resolve_device(device):
                 f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
             )
     return resolved
+
+
+def check_step_size(step_size):
+    """``"auto"``, or ``step_size`` as a positive finite float; ValueError otherwise."""
+    if isinstance(step_size, str):
+        if step_size != "auto":
+            raise ValueError(f"step_size={step_size!r}: use a positive float or 'auto'.")
+        return step_size
+    try:
+        value = float(step_size)
+    except (TypeError, ValueError):
+        value = np.nan
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"step_size must be a positive finite float or 'auto', got {step_size!r}.")
+    return value
 
 
 def _resolve_dtype(dtype, device):
@@ -370,13 +389,9 @@ def langevin_sample(
     escape_radius = escape_factor * radius
 
     auto = None
-    if isinstance(step_size, str):
-        if step_size != "auto":
-            raise ValueError(f"step_size={step_size!r}: use a positive float or 'auto'.")
+    if check_step_size(step_size) == "auto":
         auto = step_size = auto_step_size(networks, data_scale, noise_levels=noise_levels)
-    step_size = float(step_size)
-    if not (step_size > 0 and np.isfinite(step_size)):
-        raise ValueError(f"step_size must be positive and finite, got {step_size!r}.")
+    step_size = check_step_size(step_size)
     steps = step_size * ratios
 
     torch_device = resolve_device(device)

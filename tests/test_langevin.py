@@ -1,5 +1,7 @@
 """Langevin sampling: exact stationary laws, mode proportions, reproducibility, divergence."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -250,6 +252,20 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
+    for other in ("meta", "mps"):  # devices torch names but Langevin does not run on
+        with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+            resolve_device(other)
+
+
+@pytest.mark.parametrize("step_size", [np.inf, -1.0, 0.0, np.nan, "big", None])
+def test_invalid_step_sizes_are_named_before_anything_runs(step_size):
+    # init="data" jitters by sqrt(step_size): that used to run first and misreport inf,
+    # warn on -1 and fail on "big" with float()'s own message
+    model = ConvexScoreMatcher(alpha=1.0).fit(np.random.default_rng(0).normal(size=(30, 1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="step_size"):
+            model.sample(3, n_steps=5, step_size=step_size, random_state=0)
 
 
 @cuda
