@@ -321,3 +321,41 @@ def test_float32_input_gives_the_float64_fit():
     b = ConvexScoreMatcher(alpha=0.1).fit(X.astype(np.float32).astype(np.float64))
     assert a.objective_ == pytest.approx(b.objective_, rel=1e-10)
     assert a.predict(X.astype(np.float32)).dtype == np.float64
+
+
+def test_a_network_that_does_not_reproduce_its_convex_value_is_refused():
+    """A block off its cone (a point on the wrong side of the unit's hyperplane) changes what
+    the recovered network computes; SCS through solver_options returned such blocks as
+    'optimal', and the fitted network then scored 20 % above objective_."""
+    from dataclasses import replace
+
+    from skconvexscore._base import _check_reproduces
+    from skconvexscore._cvxpy_solver import solve_arrangement_output_cvxpy
+    from skconvexscore._network import recover_arrangement
+    from skconvexscore._programs import (ArrangementProgram, SolverError, Standardization,
+                                         sample_patterns, standardize)
+
+    Z, _ = standardize(mixture_2d(40))
+    masks, gates = sample_patterns(Z, 30, "relu", np.random.RandomState(0))
+    program = ArrangementProgram("sm", Z, masks, gates, 0.3)
+    identity = Standardization(mean=np.zeros(2), scale=1.0)
+    solutions = [solve_arrangement_output_cvxpy(program, k) for k in range(2)]
+    objective = sum(s.objective for s in solutions)
+    _check_reproduces(program, recover_arrangement(program, solutions, identity), objective,
+                      identity, "cvxpy")
+    # move the largest block's hyperplane so that it cuts through its pattern
+    first = solutions[0]
+    blocks = np.vstack([first.positive, first.negative])
+    block = int(np.argmax(np.linalg.norm(blocks, axis=1)))
+    active = masks[:, block % masks.shape[1]]
+    pre = program.features @ blocks[block]
+    blocks[block, -1] -= np.median(pre[active])  # half its active points now below zero
+    positive, negative = np.split(blocks, 2)
+    broken = [replace(first, positive=positive, negative=negative,
+                      objective=program.objective_value(0, positive, negative,
+                                                        first.skip_row, first.intercept)),
+              solutions[1]]
+    assert program.cone_violation(positive, negative) > 0.01
+    with pytest.raises(SolverError, match="violate their cone constraints"):
+        _check_reproduces(program, recover_arrangement(program, broken, identity),
+                          sum(s.objective for s in broken), identity, "cvxpy")
