@@ -36,7 +36,11 @@ def _solve(problem, solver_options, verbose):
     try:
         problem.solve(verbose=verbose, **options)
     except cp.error.SolverError as exc:
-        raise SolverError(f"cvxpy failed to solve the program: {exc}") from exc
+        raise SolverError(
+            f"cvxpy failed to solve the program: {exc} For score matching near its "
+            f"well-posedness bound this can mean the program is unbounded below; "
+            f"solver='first_order' detects that."
+        ) from exc
     status = problem.status
     if status in _UNBOUNDED:
         raise UnboundedProgramError("the program is unbounded below (solver status %r)" % status)

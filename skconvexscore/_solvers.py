@@ -8,6 +8,7 @@ Solvers know nothing of scikit-learn and programs know nothing of solvers.
 from joblib import Parallel, delayed
 
 from ._cvxpy_solver import solve_arrangement_output_cvxpy, solve_univariate_cvxpy
+from ._programs import SolverError, UnboundedProgramError
 
 __all__ = ["SOLVERS", "solve_arrangement", "solve_univariate"]
 
@@ -50,6 +51,11 @@ def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver
                       n_jobs=None, verbose=False):
     """Solve every output's arrangement program (they are independent).
 
+    With ``solver="auto"`` and no ``solver_options``, a CVXPY/Clarabel
+    failure (numerical, near the well-posedness bound) falls back to the
+    first-order solver, which certifies the optimum or detects an unbounded
+    program.
+
     Returns
     -------
     solutions : list of OutputSolution, one per output coordinate
@@ -59,13 +65,23 @@ def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver
     if solver == "univariate":
         raise ValueError("solver='univariate' is for 1-D data; use 'auto', 'cvxpy' or 'first_order' for d >= 2.")
     options = dict(solver_options or {})
-    if solver == "auto":
+    automatic = solver == "auto"
+    if automatic:
         solver = _choose_arrangement_solver(program, options)
     if solver == "cvxpy":
-        solutions = Parallel(n_jobs=n_jobs)(
-            delayed(solve_arrangement_output_cvxpy)(program, k, options, verbose) for k in range(program.d)
-        )
-        return solutions, "cvxpy"
+        try:
+            solutions = Parallel(n_jobs=n_jobs)(
+                delayed(solve_arrangement_output_cvxpy)(program, k, options, verbose)
+                for k in range(program.d)
+            )
+            return solutions, "cvxpy"
+        except UnboundedProgramError:
+            raise
+        except SolverError:
+            # Clarabel can fail numerically near the well-posedness bound; the
+            # first-order solver then certifies the optimum or detects unboundedness
+            if not (automatic and not options):
+                raise
     from ._first_order import solve_arrangement_first_order
 
     return solve_arrangement_first_order(

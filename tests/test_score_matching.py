@@ -242,6 +242,16 @@ def test_ill_posed_alpha_in_two_dimensions():
     assert np.isfinite(model.objective_)
 
 
+def test_clarabel_failure_near_the_bound_is_reported_as_unboundedness():
+    """Clarabel fails numerically on this unbounded program; "auto" then runs the
+    first-order solver, which detects the unboundedness (the contract's error)."""
+    X = np.random.default_rng(102).normal(size=(20, 2))
+    with pytest.raises(ValueError, match="unbounded below"):
+        ConvexScoreMatcher(alpha=0.06, n_patterns=40, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="unbounded below|solver='first_order' detects"):
+        ConvexScoreMatcher(alpha=0.06, n_patterns=40, solver="cvxpy", random_state=0).fit(X)
+
+
 def test_rank_deficient_data_with_skip_connection_is_rejected():
     X = mixture_2d(40)
     X = np.column_stack([X, X[:, 0] - 2 * X[:, 1]])  # a redundant feature
