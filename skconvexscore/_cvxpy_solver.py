@@ -22,10 +22,16 @@ _RESIDUE_RTOL = 1e-7
 _RESIDUE_ATOL = 1e-10
 
 
-def _clear_residue(magnitudes):
-    """Mask of entries that are interior-point residue rather than solution."""
+def _clear_residue(magnitudes, skip=0.0):
+    """Mask of entries that are interior-point residue rather than solution.
+
+    Relative to the largest entry or the skip connection's size (``skip``),
+    whichever is larger: in the Gaussian regime every unit is residue and the
+    skip connection is the whole solution.
+    """
     magnitudes = np.abs(magnitudes)
-    return magnitudes <= max(_RESIDUE_ATOL, _RESIDUE_RTOL * magnitudes.max(initial=0.0))
+    size = max(magnitudes.max(initial=0.0), abs(float(skip)))
+    return magnitudes <= max(_RESIDUE_ATOL, _RESIDUE_RTOL * size)
 
 
 def _solve(problem, solver_options, verbose):
@@ -88,8 +94,8 @@ def solve_univariate_cvxpy(program, solver_options=None, verbose=False):
     problem = cp.Problem(cp.Minimize(objective / program.value_unit()))
     status, n_iter = _solve(problem, solver_options, verbose)
     coef = np.asarray(u.value, dtype=np.float64)
-    coef[_clear_residue(coef)] = 0.0
     v = float(slope.value) if slope is not None else 0.0
+    coef[_clear_residue(coef, v)] = 0.0
     c = float(intercept.value) if intercept is not None else 0.0
     return UnivariateSolution(
         coef=coef,
@@ -164,7 +170,7 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     row = np.asarray(skip_row.value, dtype=np.float64) if skip_row is not None else np.zeros(d)
     c = float(intercept.value[0]) if intercept is not None else 0.0
     norms = np.linalg.norm(np.vstack([pos, neg]), axis=1)
-    residue = _clear_residue(norms)
+    residue = _clear_residue(norms, np.linalg.norm(row))
     pos[residue[:P]] = 0.0
     neg[residue[P:]] = 0.0
     return OutputSolution(
