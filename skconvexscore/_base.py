@@ -102,9 +102,9 @@ class _BaseConvexScore(BaseEstimator):
                 f"which is always bounded."
             ) from exc
         network = recover_arrangement(program, solutions, standardization)
-        _check_reproduces(program, network, sum(s.objective for s in solutions), standardization,
-                          backend)
-        objective = sum(s.objective for s in solutions) / standardization.scale**2
+        objective = sum(s.objective for s in solutions)
+        _check_reproduces(program, network, objective, standardization, backend)
+        objective /= standardization.scale**2
         statuses = {s.status for s in solutions}
         info = {
             "solver": backend,
@@ -362,17 +362,16 @@ def _check_reproduces(program, network, objective, standardization, backend, rto
     constraints: a point left on the wrong side of the unit's hyperplane
     changes the fit and, for SM, the Jacobian trace. Loose solvers (SCS
     through ``solver_options``) returned blocks whose network scored 20 %
-    above the value they reported as optimal.
+    above the value they reported as optimal. The recovered units are
+    balanced (``||w_j|| = ||a_j||``), so the network's weight decay is the
+    program's penalty.
     """
     scale = standardization.scale
     X = program.Z * scale + standardization.mean
-    penalty = program.alpha * float(np.sum(np.linalg.norm(network.hidden_weights, axis=1)
-                                           * np.linalg.norm(network.output_weights, axis=1)))
     if program.objective == "sm":
-        value = float(np.mean(network.hyvarinen_terms(X))) + penalty
+        value = network.sm_objective(X, program.alpha)
     else:
-        residual = network.score(X) - program.targets / scale
-        value = 0.5 * float(np.mean(np.sum(residual**2, axis=1))) + penalty
+        value = network.dsm_objective(X, program.targets / scale, program.alpha)
     value *= scale**2
     unit = min(program.value_unit(k) for k in range(program.d))
     if not abs(value - objective) <= rtol * (unit + abs(objective)):

@@ -389,9 +389,9 @@ def langevin_sample(
     escape_radius = escape_factor * radius
 
     auto = None
-    if check_step_size(step_size) == "auto":
-        auto = step_size = auto_step_size(networks, data_scale, noise_levels=noise_levels)
     step_size = check_step_size(step_size)
+    if step_size == "auto":
+        auto = step_size = auto_step_size(networks, data_scale, noise_levels=noise_levels)
     steps = step_size * ratios
 
     torch_device = resolve_device(device)

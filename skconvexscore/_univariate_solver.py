@@ -521,6 +521,7 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
     segment QPs cannot certify the full problem.
     """
     N, lam = prob.N, prob.lam
+    fallback_width = _near_duplicate_width(prob.g, slope_unit)
     knots = np.zeros(0, dtype=np.int64)
     total_iter, inner_tol, best = 0, tol, None
     for rounds in range(1, max_rounds + 1):
@@ -532,7 +533,7 @@ def _solve_skip_working_set(prob, tol, max_iter, verbose, slope_unit, max_fracti
             try:
                 x, w, nu_r, n_it, *_ = _interior_point(
                     qp, inner_tol, max_iter, False, slope_unit, c_scale=prob.c_scale,
-                    fallback_width=_near_duplicate_width(prob.z, slope_unit))
+                    fallback_width=fallback_width)
             except SolverError:
                 return best
             total_iter += n_it
@@ -956,7 +957,7 @@ def _initial_point(qp, kkt, width, shortcut=True):
     return x, y, nu, a, b, lam + nu, lam - nu
 
 
-def _near_duplicate_width(z, slope_unit):
+def _near_duplicate_width(gaps, slope_unit):
     r"""Start width for data whose smallest gap ``g`` is far below the typical one.
 
     Below the bound that merging near-duplicates would give (see
@@ -965,7 +966,7 @@ def _near_duplicate_width(z, slope_unit):
     crawls and stalls (5 points, three within ``2e-9`` of each other at
     ``alpha = 1.01/n``: slopes ``~1e17``). Capped at ``1e30`` slope units.
     """
-    g = float(np.min(np.diff(z)))
+    g = float(np.min(gaps))
     return min(1.0 / g**2, 1e30 * slope_unit) if g > 0 else 1e30 * slope_unit
 
 
@@ -1242,7 +1243,7 @@ def _solve_skip(prob, tol, max_iter, verbose, slope_unit):
         # the working set's first round showed the kink-free line is not optimal
         x, _, nu, n_iter, gap, res, _ = _interior_point(
             qp, tol, max_iter, verbose, slope_unit, kink_free_start=False,
-            fallback_width=_near_duplicate_width(prob.z, slope_unit))
+            fallback_width=_near_duplicate_width(prob.g, slope_unit))
         polished = _polish_active_set(prob, qp, nu, tol)
         if polished is not None:
             U = polished["U"]
@@ -1270,7 +1271,7 @@ def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, sl
                                   program.value_unit())
     x, _, nu, n_iter, gap, res, _ = _interior_point(
         qp, tol, max_iter, verbose, slope_unit,
-        fallback_width=_near_duplicate_width(z, slope_unit))
+        fallback_width=_near_duplicate_width(np.diff(z), slope_unit))
     u = np.diff(np.concatenate([[0.0], x[info["P"]]]))  # u_1..u_{N-1}
     w = np.diff(np.concatenate([x[info["Q"]], [0.0]]))  # w_2..w_N
     zero_u = _inactive(N - 1, info["kept_fwd"], nu, qp.lam)
@@ -1295,7 +1296,7 @@ def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slo
     width = slope_unit * min(max(float(N) ** 3, 1e6), 1e18)
     x, _, nu, n_iter, gap, res, _ = _interior_point(
         qp, tol, max_iter, verbose, slope_unit, width=width,
-        fallback_width=_near_duplicate_width(z, slope_unit))
+        fallback_width=_near_duplicate_width(np.diff(z), slope_unit))
     U0 = x[info["U0"]]
     kinks = np.diff(np.concatenate([[U0], x[info["U"]], [-U0]]))
     zero = _inactive(N, info["kept"], nu, qp.lam)
