@@ -5,6 +5,7 @@ these pick a backend and run the independent per-output programs in parallel.
 Solvers know nothing of scikit-learn and programs know nothing of solvers.
 """
 
+import numpy as np
 from joblib import Parallel, delayed
 
 from ._cvxpy_solver import solve_arrangement_output_cvxpy, solve_univariate_cvxpy
@@ -84,9 +85,46 @@ def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver
                 raise
     from ._first_order import solve_arrangement_first_order
 
-    return solve_arrangement_first_order(
-        program, tol=tol, max_iter=max_iter, verbose=verbose, n_jobs=n_jobs, **options
-    ), "first_order"
+    try:
+        solutions = solve_arrangement_first_order(
+            program, tol=tol, max_iter=max_iter, verbose=verbose, n_jobs=n_jobs, **options
+        )
+    except UnboundedProgramError:
+        raise
+    except SolverError as exc:
+        hint = _anisotropy_hint(program.Z)
+        if hint is None:
+            raise
+        raise SolverError(f"{exc} {hint}") from exc
+    return solutions, "first_order"
+
+
+# Ratio of the data's largest to smallest spread (singular values of the
+# centred points) beyond which a first-order failure is blamed on it.
+_ANISOTROPY_HINT_RATIO = 30.0
+
+
+def _anisotropy_hint(Z):
+    """Why ADMM may have failed on these points, and what to do; None if they are well spread.
+
+    The program is not invariant under per-feature scaling (the weight decay
+    acts on the hidden weights in the data's coordinates), so the estimators
+    only centre and scale isotropically; features whose spreads differ by
+    orders of magnitude leave the program badly conditioned, and ADMM then
+    converges too slowly to certify (d = 2, spreads 1 and 1e-2, n = 2000:
+    dual residual stuck at 1.3e-3 after 50,000 iterations, where Clarabel
+    certifies in 5 s).
+    """
+    spreads = np.linalg.svd(Z - Z.mean(axis=0), compute_uv=False)
+    ratio = float(spreads[0] / max(float(spreads[-1]), 1e-300))
+    if ratio < _ANISOTROPY_HINT_RATIO:
+        return None
+    return (
+        f"The data's spreads differ by a factor of {ratio:.3g} across directions, which makes "
+        "the program badly conditioned for the first-order solver: try solver='cvxpy', or "
+        "standardise the features first (e.g. StandardScaler in a Pipeline; this changes the "
+        "model, since the weight decay is not invariant to per-feature scaling)."
+    )
 
 
 # n x P above which "auto" runs the first-order solver on the CPU: from here on

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvexscore import ConvexScoreMatcher, ScoreNetwork, gaussian_regime_alpha
+from skconvexscore._programs import SolverError
 
 from _builders import bimodal, minimise_with_adam, mixture_2d
 
@@ -262,6 +263,20 @@ def test_clarabel_failure_near_the_bound_is_reported_as_unboundedness():
         ConvexScoreMatcher(alpha=0.06, n_patterns=40, random_state=0).fit(X)
     with pytest.raises(ValueError, match="unbounded below|solver='first_order' detects"):
         ConvexScoreMatcher(alpha=0.06, n_patterns=40, solver="cvxpy", random_state=0).fit(X)
+
+
+def test_first_order_failure_on_anisotropic_data_says_why():
+    """The program is not invariant to per-feature scaling, so spreads 1 and 1e-2 stay in
+    it and slow ADMM down; an uncertified first-order fit names that and the remedies,
+    and a failure on well-spread data does not blame the spreads."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    params = dict(alpha=0.05, solver="first_order", max_iter=50, n_patterns=20, random_state=0)
+    with pytest.raises(SolverError) as isotropic:
+        ConvexScoreMatcher(**params).fit(X)
+    assert "spreads" not in str(isotropic.value)
+    with pytest.raises(SolverError, match=r"spreads differ by a factor of 9\d.*solver='cvxpy'"):
+        ConvexScoreMatcher(**params).fit(X * [1.0, 1e-2])
 
 
 def test_rank_deficient_data_with_skip_connection_is_rejected():
