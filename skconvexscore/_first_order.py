@@ -102,6 +102,7 @@ import time
 
 import numpy as np
 
+from ._devices import resolve_device, resolve_dtype
 from ._programs import SolverError, UnboundedProgramError
 from ._solution import OutputSolution
 
@@ -142,38 +143,26 @@ _RESIDUE = 1e-6
 
 
 def _resolve_device_dtype(device, dtype):
-    import torch
-
-    if device is None or device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={str(device)!r}: the first-order solver runs on 'cpu' or 'cuda'.")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} requested but CUDA is not available.")
-    if dtype is None:
-        dtype = torch.float32 if device.type == "cuda" else torch.float64
-    elif isinstance(dtype, str):
-        dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
-        if dtype is None:
-            raise ValueError("dtype must be None, 'float32', 'float64' or a torch dtype.")
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
-    return device, dtype
+    """The solver's device (None: ``"auto"``) and storage dtype (None: float64 on the CPU, float32 on a GPU)."""
+    device = resolve_device("auto" if device is None else device)
+    return device, resolve_dtype(dtype, device)
 
 
 def estimate_memory_bytes(n, n_patterns, n_features, dtype_bytes=8):
     """Peak device memory of one output's solve, in bytes (an estimate).
 
-    The stored cone signs and output masks (``n x 2P`` each), the float64
-    copies and ``n x 2P`` temporaries of the full row checks and of the
-    certificate (about ten arrays of that size in all), the float64
-    ``P(d+1)`` square Hessian and its Cholesky factor, and one row chunk of
-    the pattern design while ``H`` is formed. ADMM's own iterates are
-    ``O(P m d)`` for ``m`` carried rows per pattern.
+    The stored cone signs and output masks (``n x 2P`` each, in the storage
+    dtype), the float64 ``n x 2P`` temporaries of the full row checks and of
+    the certificate (about six at once), the float64 ``P(d+1)`` square Hessian
+    and its Cholesky factor, and one row chunk of the pattern design while
+    ``H`` is formed. ADMM's own iterates are ``O(P m d)`` for ``m`` carried
+    rows per pattern. Measured peaks (``n = 3e5``, ``P = 100``, d = 2, CPU):
+    114 bytes per point and pattern in float64 storage, 98 in float32; this
+    gives 128 and 112.
     """
     width = n_patterns * (n_features + 1)
-    return int(20 * n * n_patterns * dtype_bytes + 2 * 8 * width**2 + 8 * _HESSIAN_CHUNK)
+    per_point_pattern = 4 * dtype_bytes + 96
+    return int(per_point_pattern * n * n_patterns + 2 * 8 * width**2 + 8 * _HESSIAN_CHUNK)
 
 
 class _Tensors:
@@ -210,6 +199,7 @@ class _Tensors:
         self.targets = program.targets
         self.gates = as_t(program.gates)
         self.hessian = None  # formed on first use, in float64
+        self._exact = None
         self.threads = torch.get_num_threads()  # the caller's, for the Hessian
 
     def pattern_hessian(self):
@@ -241,6 +231,12 @@ class _Tensors:
         H /= n
         self.hessian = 0.5 * (H + H.T)
         return self.hessian
+
+    def exact(self):
+        """The program in float64 (:class:`_Tensors64`), built once."""
+        if self._exact is None:
+            self._exact = _Tensors64(self)
+        return self._exact
 
     def output(self, k):
         """Per-output terms: targets ``y``, linear term ``c`` and ``b``."""
@@ -317,8 +313,7 @@ class _Output:
         f64 = torch.float64
         t = self.t
         U0 = torch.zeros((2 * t.P, t.d + 1), device=t.device, dtype=f64)
-        op64 = _Output(_Tensors64(t), self.k, None if self.y is None else self.y.to(f64),
-                       self.lin.to(f64), self.b.to(f64))
+        op64 = t.exact().output(self.k)
         F0, beta0 = op64.fit(op64.pre(U0))
         const = float(op64.smooth_value(F0, beta0, U0))
         return op64.gradient(F0, None)[: t.P], const
@@ -395,8 +390,7 @@ def _certify(op, U, clipped, tol):
     n, d = t.n, t.d
     f64 = torch.float64
     U = _clean(U.to(f64), tol, d)
-    op64 = _Output(_Tensors64(t), op.k, None if op.y is None else op.y.to(f64), op.lin.to(f64),
-                   op.b.to(f64))
+    op64 = t.exact().output(op.k)
     t64 = op64.t
     U = _project_violated_rows(U, t64)
     # Repair: move every block along its pattern's strictly interior gate until it
@@ -461,17 +455,35 @@ def _certify(op, U, clipped, tol):
 
 
 class _Tensors64:
-    """A float64 view of :class:`_Tensors` (for certificates)."""
+    """The program in float64 on the device, for certificates.
+
+    Read from the program itself, not from the stored points: with float32
+    storage those are rounded (by ~6e-8 relative), so a certificate computed
+    on them would be about a nearby program, and a point can even fall on the
+    wrong side of a pattern's interior gate. The cone signs and output masks
+    are 0 and +-1, exact in any dtype, and are shared with the stored tensors
+    (products with float64 tensors are float64).
+    """
 
     def __init__(self, t):
         import torch
 
         f64 = torch.float64
-        for name in ("n", "d", "P", "alpha", "sm", "skip", "device"):
+        for name in ("n", "d", "P", "alpha", "sm", "skip", "device", "targets", "G", "S"):
             setattr(self, name, getattr(t, name))
         self.dtype = f64
-        self.X, self.G, self.S, self.gates = (a.to(f64) for a in (t.X, t.G, t.S, t.gates))
-        self.M = None if t.M is None else t.M64
+        if t.dtype == f64:
+            self.X, self.gates, self.trace_counts, self.M = t.X, t.gates, t.trace_counts, t.M
+            return
+        program = t.program
+        as64 = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=t.device, dtype=f64)
+        self.X = as64(program.features)
+        self.gates = as64(program.gates)
+        self.trace_counts = as64(program.trace_counts())
+        features = program.features
+        self.M = as64(np.linalg.pinv(features.T @ features)) if self.skip else None
+
+    output = _Tensors.output
 
 
 # --------------------------------------------------------------------------
@@ -917,12 +929,16 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
     max_iter : int or None
         ADMM iterations (default ``50000``; one costs ``O((P(d+1))^2)``, not ``O(n)``).
     device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a :class:`torch.device` or
+        ``"auto"`` (:func:`~skconvexscore._devices.resolve_device`; None
+        means ``"auto"``).
     dtype : None, "float32", "float64" or torch dtype
-        Storage of the ``n x P`` data (masks, signs, points): float32 halves
-        the device memory. ADMM's iterates, the Hessian and its factor and
-        the certificate are float64 whatever ``dtype``. ``None``: float64 on
-        CPU, float32 on CUDA.
+        Storage of the ``n x P`` data (masks, signs, points) that ADMM works
+        on: float32 halves it, though the float64 temporaries of the
+        certificates dominate the peak (:func:`estimate_memory_bytes`). ADMM's
+        iterates, the Hessian and its factor are float64 whatever ``dtype``,
+        and the certificate is computed on the float64 program (not on its
+        rounding). ``None``: float64 on CPU, float32 on CUDA.
     warm_start : OutputSolution or None
         A solution of a program with the same patterns (e.g. the previous
         ``alpha`` of a path). Its blocks, cone multipliers and penalty

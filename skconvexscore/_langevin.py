@@ -34,12 +34,13 @@ import numbers
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._devices import resolve_device, resolve_dtype
+
 __all__ = [
     "LangevinDivergenceError",
     "auto_step_size",
     "initial_state",
     "langevin_sample",
-    "resolve_device",
 ]
 
 # Chains further than this many data radii from the data mean have diverged.
@@ -59,52 +60,6 @@ class LangevinDivergenceError(RuntimeError):
     """
 
 
-def resolve_device(device):
-    """The :class:`torch.device` that ``device`` names.
-
-    Parameters
-    ----------
-    device : str or torch.device
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a :class:`torch.device`, or
-        ``"auto"`` (CUDA when available, else the CPU).
-
-    Returns
-    -------
-    device : torch.device
-
-    Raises
-    ------
-    ValueError
-        If the name is not a device, or CUDA is requested but unavailable.
-    """
-    import torch
-
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:N', a torch.device or 'auto'."
-        ) from exc
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(
-            f"device={device!r}: Langevin sampling runs on 'cpu' or 'cuda' devices only."
-        )
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available (torch "
-                f"{torch.__version__}, built {'with' if torch.backends.cuda.is_built() else 'without'} "
-                "CUDA). Use device='cpu', or device='auto' to pick a GPU only when there is one."
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
-            )
-    return resolved
-
-
 def check_step_size(step_size):
     """``"auto"``, or ``step_size`` as a positive finite float; ValueError otherwise."""
     if isinstance(step_size, str):
@@ -118,21 +73,6 @@ def check_step_size(step_size):
     if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"step_size must be a positive finite float or 'auto', got {step_size!r}.")
     return value
-
-
-def _resolve_dtype(dtype, device):
-    """float64 on the CPU, float32 on accelerators, unless ``dtype`` says otherwise."""
-    import torch
-
-    if dtype is None:
-        return torch.float64 if device.type == "cpu" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    else:
-        resolved = {"float32": torch.float32, "float64": torch.float64}.get(np.dtype(dtype).name)
-    if resolved not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype={dtype!r}: Langevin sampling runs in float32 or float64.")
-    return resolved
 
 
 def _lipschitz(network):
@@ -311,7 +251,7 @@ def langevin_sample(
     noise_levels : array-like of shape (n_levels,), default=None
         Decreasing noise levels aligned with ``networks`` (annealing only).
     device : str or torch.device, default="cpu"
-        See :func:`resolve_device`.
+        See :func:`~skconvexscore._devices.resolve_device`.
     dtype : torch.dtype, numpy dtype or str, default=None
         float64 on the CPU, float32 on a GPU by default.
     random_state : int, RandomState instance or None, default=None
@@ -395,7 +335,7 @@ def langevin_sample(
     steps = step_size * ratios
 
     torch_device = resolve_device(device)
-    torch_dtype = _resolve_dtype(dtype, torch_device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
     rng = check_random_state(random_state)
     generator = torch.Generator(device=torch_device)
     generator.manual_seed(int(rng.randint(0, 2**31 - 1)))
@@ -508,7 +448,7 @@ def _run_chunk(x, drifts, steps, n_steps, generator, center, escape_radius, chec
             for _ in range(block):
                 score(x, drift)
                 x.add_(drift, alpha=half)
-                torch.randn(x.shape, generator=generator, out=noise)
+                noise.normal_(generator=generator)
                 x.add_(noise, alpha=root)
             done += block
             # one reduction, one synchronisation: NaN/inf make the comparison False

@@ -5,6 +5,8 @@ import warnings
 import torch
 from torch import nn
 
+from ._devices import resolve_device
+
 __all__ = ["TorchScoreNetwork"]
 
 
@@ -30,8 +32,16 @@ class TorchScoreNetwork(nn.Module):
 
     @classmethod
     def from_network(cls, network, dtype=None, device=None):
+        """The module of a :class:`~skconvexscore._network.ScoreNetwork`.
+
+        ``dtype`` defaults to float64 and ``device`` to the CPU (whatever
+        torch's default device); ``device`` takes the names of
+        :func:`~skconvexscore._devices.resolve_device`.
+        """
         dtype = torch.float64 if dtype is None else dtype
-        module = cls(network.n_features, network.n_units, network.activation)
+        device = resolve_device("cpu" if device is None else device)
+        with torch.device(device):
+            module = cls(network.n_features, network.n_units, network.activation)
         with torch.no_grad():
             for param, value in (
                 (module.hidden.weight, network.hidden_weights),
@@ -41,8 +51,8 @@ class TorchScoreNetwork(nn.Module):
                 (module.skip.weight, network.skip_weights),
                 (module.origin, network.origin),
             ):
-                param.data = torch.as_tensor(value, dtype=dtype).clone()
-        return module.to(device=device)
+                param.data = torch.as_tensor(value, dtype=dtype, device=device).clone()
+        return module
 
     def forward(self, x):
         x = x - self.origin

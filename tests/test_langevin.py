@@ -15,7 +15,6 @@ from skconvexscore._langevin import (
     auto_step_size,
     initial_state,
     langevin_sample,
-    resolve_device,
 )
 
 from _builders import univariate_network
@@ -241,20 +240,6 @@ def test_progress_bar_runs():
     pytest.importorskip("tqdm")
     langevin_sample(gaussian_by_units(0.0, 1.0), 10, n_steps=5, step_size=0.1,
                     init=np.zeros((10, 1)), progress=True, random_state=0)
-
-
-def test_devices():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device(torch.device("cpu")).type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="not a device"):
-        resolve_device("gpu-please")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda:0")
-    for other in ("meta", "mps"):  # devices torch names but Langevin does not run on
-        with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
-            resolve_device(other)
 
 
 @pytest.mark.parametrize("step_size", [np.inf, -1.0, 0.0, np.nan, "big", None])
