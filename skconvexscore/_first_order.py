@@ -475,12 +475,11 @@ class _Tensors64:
         if t.dtype == f64:
             self.X, self.gates, self.trace_counts, self.M = t.X, t.gates, t.trace_counts, t.M
             return
-        program = t.program
+        program, features = t.program, t.program.features
         as64 = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=t.device, dtype=f64)
-        self.X = as64(program.features)
+        self.X = as64(features)
         self.gates = as64(program.gates)
         self.trace_counts = as64(program.trace_counts())
-        features = program.features
         self.M = as64(np.linalg.pinv(features.T @ features)) if self.skip else None
 
     output = _Tensors.output
