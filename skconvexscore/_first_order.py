@@ -590,6 +590,12 @@ class _WorkingSet:
         self.t = t
         self.row_norms = t.X.norm(dim=1).to(torch.float64)
         margins = (t.X @ t.gates.T).abs().to(torch.float64) / self.row_norms[:, None]  # (n, P)
+        # the nearest row on each side of every pattern: with rows of one sign only, a
+        # block with a bias and no input weights would be feasible (a free step on the
+        # pattern's points, which ADMM exploits until the full check finds it)
+        for side in (t.G[:, : t.P] > 0, t.G[:, : t.P] < 0):
+            nearest = torch.where(side, margins, math.inf).argmin(dim=0)
+            margins[nearest, torch.arange(t.P, device=t.device)] = -1.0
         if multipliers is not None:
             # a warm start carries the rows that held its multipliers
             held = (multipliers[:, : t.P] > 0) | (multipliers[:, t.P:] > 0)
@@ -639,11 +645,12 @@ class _WorkingSet:
 
         t = self.t
         f64 = torch.float64
-        # blocks whose input weights vanish are residue (the bias alone cannot lie in
-        # a cone with points on both sides); they neither need nor measure rows
-        heads = Z[:, : t.d].norm(dim=1)
-        live = heads > _RESIDUE * float(heads.max())
-        inverse = torch.where(live, 1.0 / torch.where(live, Z.norm(dim=1), 1.0), 0.0)
+        # blocks far below the largest are residue; a block with a bias and no input
+        # weights is not: it is feasible only while the carried rows of its pattern
+        # all have one sign, and only the full check can find the others
+        norms = Z.norm(dim=1)
+        live = norms > _RESIDUE * float(norms.max())
+        inverse = torch.where(live, 1.0 / torch.where(live, norms, 1.0), 0.0)
         carried = float((-self.apply(Z) * inverse[:, None]).max())
         threshold = max(threshold, 2.0 * carried)
         values = (t.G.to(f64) * (t.X.to(f64) @ Z.T)) * inverse / self.row_norms[:, None]  # (n, 2P)
@@ -735,7 +742,7 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
     f64 = torch.float64
     alpha = t.alpha
     H = t.pattern_hessian()
-    r, const = op.linear_term()
+    r, _ = op.linear_term()
     q = torch.cat([r, -r])
     work = _WorkingSet(t, max(1, int(_INITIAL_ROWS_PER_DIMENSION * (d + 1))), multipliers)
     curvature = _mean_curvature(H)
@@ -759,10 +766,6 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
         grad = (H @ a).reshape(P, d + 1) + r
         lam = -(torch.cat([grad, -grad]) + rho_s * work.adjoint(mu)) / rho_z
     S = torch.clamp(work.apply(Z), min=0.0)
-
-    def smooth(V):
-        a = (V[:P] - V[P:]).reshape(-1)
-        return float(0.5 * a @ (H @ a) + r.reshape(-1) @ a) + const
 
     q_scale = float(q.abs().max())
     block_scale = max(q_scale, alpha) / max(curvature, 1e-12)
@@ -815,7 +818,10 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
                 next_test = _RUNAWAY_FACTOR * watch_norm
             if watch_norm is not None and norm >= next_test:
                 next_test = 2.0 * norm
-                objectives.append(smooth(Z) + float(op.penalty(Z)))
+                # the value at the iterate made feasible: ADMM's iterates leave their
+                # cones, and near the bound their own value can fall far below a
+                # bounded optimum while they grow (-54 against -17.9, 3-D, abs)
+                objectives.append(_certify(op, Z, None, tol)["objective"])
                 certificate = _recession_certificate(t.program, op.k, Z.view(2, P, d + 1))
                 if certificate is not None:
                     raise UnboundedProgramError(

@@ -116,6 +116,59 @@ def test_bounded_six_points_agree_with_cvxpy():
         assert solution.objective == pytest.approx(reference.objective, rel=1e-4)
 
 
+def test_bounded_program_near_its_bound_is_not_called_unbounded():
+    """Near the bound the optimum is large (total norm ~1e3 here) and ADMM's iterates grow
+    towards it outside their cones, where their own value falls far below the optimum (-54
+    against cvxpy's -17.89 for this output). Only values at feasible points may call a
+    program unbounded; an uncertified run is a SolverError."""
+    rng = np.random.default_rng(5)
+    rng.normal(size=(50, 2))
+    X = rng.normal(size=(60, 3))
+    X[:30, 0] += 3
+    Z, _ = standardize(X)
+    masks, gates = sample_patterns(Z, 40, "abs", np.random.RandomState(2))
+    program = ArrangementProgram("sm", Z, masks, gates, 0.1, "abs", True)
+    reference = solve_arrangement_output_cvxpy(program, 2)
+    assert reference.objective == pytest.approx(-17.892035, rel=1e-6)
+    try:
+        solution = solve_arrangement_output_first_order(program, 2, max_iter=3000)
+    except SolverError as exc:
+        assert not isinstance(exc, UnboundedProgramError), exc
+    else:
+        assert solution.objective == pytest.approx(reference.objective, rel=1e-4)
+
+
+def test_bias_only_blocks_cannot_cheat_the_working_set():
+    """A block with a bias and no input weights lies in its cone only if every point of the
+    pattern is on one side. When the carried rows of a pattern all had one sign, ADMM used
+    such blocks as free steps (the certificate, on the full cones, zeroed them and failed:
+    dual residual 2.6, gap 50 %); every pattern now carries a row from each side."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    Z = (X - X.mean(axis=0)) / X.std()
+    eps = rng.normal(size=(10 * 30, 2))  # ten noisy copies, sigma = 0.1
+    noisy, targets = np.tile(Z, (10, 1)) + 0.1 * eps, -eps / 0.1
+    masks, gates = sample_patterns(noisy, 100, "relu", np.random.RandomState(0))
+    program = ArrangementProgram("dsm", noisy, masks, gates, 0.1, "relu", True, targets)
+    assert_agrees(program, solve_arrangement_output_first_order(program, 0),
+                  solve_arrangement_output_cvxpy(program, 0))
+
+
+def test_gaussian_regime_with_few_points():
+    """40 points, 30 gates, alpha above the Gaussian regime: no unit, and output k's value
+    is -(Sigma^-1)_kk / 2. Uncertified after 50,000 iterations before (dual residual 0.73)."""
+    rng = np.random.default_rng(1)
+    centres = rng.choice([-2.0, 2.0], size=(40, 1))
+    Z, _ = standardize(0.6 * rng.normal(size=(40, 2)) + centres)
+    masks, gates = sample_patterns(Z, 30, "relu", np.random.RandomState(1))
+    program = ArrangementProgram("sm", Z, masks, gates, 0.4)
+    precision = np.linalg.inv(np.cov(Z.T, bias=True))
+    for k in range(2):
+        solution = solve_arrangement_output_first_order(program, k)
+        assert solution.objective == pytest.approx(-0.5 * precision[k, k], rel=1e-6)
+        assert not np.any(solution.positive[:, :2]) and not np.any(solution.negative[:, :2])
+
+
 def test_small_targets_are_solved_to_their_scale():
     """Noise 1e4 times the data's spread makes targets ~1e-4 in standardised units, and values
     ~1e-9. At this alpha no unit pays for itself: the optimum is the least-squares line.
