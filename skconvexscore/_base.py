@@ -79,6 +79,7 @@ class _BaseConvexScore(BaseEstimator):
             network = recover_univariate(
                 program, solution.coef, solution.slope, solution.intercept, standardization
             )
+            _check_reproduces(program, network, solution.objective, standardization, backend)
             info = {
                 "solver": backend,
                 "status": solution.status,
@@ -247,6 +248,11 @@ class _BaseConvexScore(BaseEstimator):
             ``4 a / ((1 + a) max(L, 1/scale_^2))`` with ``a = 0.05`` and ``L``
             the Lipschitz bound of the score (exact in 1-D): a 5 % variance
             bias on a Gaussian score, far inside the stability limit ``4/L``.
+            Annealed: the largest base step for which every level obeys this
+            rule for its own network, with the floor ``1/scale_^2`` widened
+            to ``1/(scale_^2 + sigma_i^2 - sigma_L^2)`` at level ``i`` (its
+            law is that much wider); see
+            :func:`~skconvexscore._langevin.auto_step_size`.
         init : {"data", "gaussian"} or array-like of shape (n_samples, n_features), default="data"
             Starting points. ``"data"``: training points drawn with
             replacement plus Gaussian noise (standard deviation the largest
@@ -275,13 +281,30 @@ class _BaseConvexScore(BaseEstimator):
             the data; the message names the step size to try.
         ValueError
             For ``method="exact"`` in d > 1 or on a model that is not
-            normalisable.
+            normalisable, and for invalid arguments (bools included:
+            ``sample(True)`` or ``step_size=True`` are errors, not 1).
+
+        Warns
+        -----
+        NonNormalisableModelWarning
+            (a RuntimeWarning) for ``method="langevin"`` on a univariate model
+            with a tail along which the density does not decay (a score slope
+            ``>= 0`` there, the case :meth:`score_samples` refuses): the model
+            has no stationary law and chains that reach that tail drift away
+            from the data.
         """
         from ._density import PiecewiseQuadraticDensity
-        from ._langevin import auto_step_size, check_step_size, initial_state, langevin_sample
+        from ._langevin import (
+            auto_step_size,
+            check_step_size,
+            initial_state,
+            langevin_sample,
+            warn_if_not_normalisable,
+        )
 
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        # True is an Integral: without the bool test sample(True) reached NumPy's own TypeError
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, (bool, np.bool_)) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         if method not in ("langevin", "exact"):
             raise ValueError(f"method={method!r}: use 'langevin' or 'exact' (1-D models only).")
@@ -298,16 +321,25 @@ class _BaseConvexScore(BaseEstimator):
         if noise_levels is None and len(self.networks_) != 1:
             raise ValueError("Annealed sampling needs noise_levels_ aligned with networks_.")
         networks = self.networks_ if noise_levels is not None else [self.networks_[0]]
-        if check_step_size(step_size) == "auto":
-            step_size = auto_step_size(networks, self.scale_, noise_levels=noise_levels)
+        # "auto" is resolved again, identically, by langevin_sample: passing the word (not its
+        # value) lets a divergence message say that the automatic step was used
+        step_size = check_step_size(step_size)
         if isinstance(init, str) and init == "data":
-            jitter = float(noise_levels[0]) if noise_levels is not None else float(np.sqrt(float(step_size)))
+            if noise_levels is not None:
+                jitter = float(noise_levels[0])
+            elif step_size == "auto":
+                jitter = float(np.sqrt(auto_step_size(networks, self.scale_)))
+            else:
+                jitter = float(np.sqrt(step_size))
         else:
             jitter = 0.0
         start = initial_state(
             init, n_samples, X=self.X_fit_, location=self.location_, scale=self.scale_,
             jitter=jitter, random_state=rng,
         )
+        # d = 1: a tail that does not decay has no stationary law (score_samples and
+        # method="exact" refuse such a model; Langevin would return drifting chains silently)
+        warn_if_not_normalisable(networks, noise_levels, stacklevel=3)
         return langevin_sample(
             networks, n_samples, n_steps=n_steps, step_size=step_size, init=start,
             noise_levels=noise_levels, device=device, dtype=dtype, random_state=rng,
@@ -358,29 +390,49 @@ class _BaseConvexScore(BaseEstimator):
 def _check_reproduces(program, network, objective, standardization, backend, rtol=1e-4):
     """Raise unless the recovered network's objective is the convex value ``objective``.
 
-    A unit reproduces its block only where the block satisfies its cone
-    constraints: a point left on the wrong side of the unit's hyperplane
-    changes the fit and, for SM, the Jacobian trace. Loose solvers (SCS
+    In 1-D the network's kinks sit beside the data points (the convex value is
+    their limit, :func:`recover_univariate`); points a few roundings apart
+    leave no room for that, and a kink rounded onto or across its point
+    changes the Jacobian trace there by a whole unit slope. In d >= 2 a unit
+    reproduces its block only where the block satisfies its cone constraints:
+    a point left on the wrong side of the unit's hyperplane changes the fit
+    and, for SM, the Jacobian trace. Loose solvers (SCS
     through ``solver_options``) returned blocks whose network scored 20 %
     above the value they reported as optimal. The recovered units are
     balanced (``||w_j|| = ||a_j||``), so the network's weight decay is the
     program's penalty.
     """
     scale = standardization.scale
-    X = program.Z * scale + standardization.mean
+    univariate = isinstance(program, UnivariateProgram)
+    Z = program.x[:, None] if univariate else program.Z
+    X = Z * scale + standardization.mean
     if program.objective == "sm":
         value = network.sm_objective(X, program.alpha)
     else:
-        value = network.dsm_objective(X, program.targets / scale, program.alpha)
+        targets = program.targets.reshape(len(Z), -1)
+        value = network.dsm_objective(X, targets / scale, program.alpha)
     value *= scale**2
-    unit = min(program.value_unit(k) for k in range(program.d))
-    if not abs(value - objective) <= rtol * (unit + abs(objective)):
+    if univariate:
+        unit = program.value_unit()
+    else:
+        unit = min(program.value_unit(k) for k in range(program.d))
+    if abs(value - objective) <= rtol * (unit + abs(objective)):
+        return
+    if univariate:
+        gap = float(np.diff(np.unique(Z[:, 0])).min(initial=np.inf))
         raise SolverError(
-            f"the {backend} solver's answer is not certified: the network it gives has objective "
-            f"{value:.8g} (standardised units), not the convex value {objective:.8g}, because "
-            f"its blocks violate their cone constraints. Use a more accurate solver (Clarabel, "
-            f"the default) or tighter solver_options."
+            f"the recovered network does not reproduce the convex optimum: its objective is "
+            f"{value:.8g} (standardised units), not {objective:.8g}. The optimum puts each "
+            f"kink on one side of a data point, as close to it as the rounding of the "
+            f"coordinates allows; points {gap:.3g} apart (standardised units) leave no room "
+            f"for that. Merge near-duplicate points (round the data) or increase alpha."
         )
+    raise SolverError(
+        f"the {backend} solver's answer is not certified: the network it gives has objective "
+        f"{value:.8g} (standardised units), not the convex value {objective:.8g}, because "
+        f"its blocks violate their cone constraints. Use a more accurate solver (Clarabel, "
+        f"the default) or tighter solver_options."
+    )
 
 
 def _check_full_rank(Z, standardization):

@@ -23,11 +23,12 @@ __all__ = [
 # relative at 1e-6 near the bound, 2e-9 at 1e-9.
 _KINK_SHIFT = 1e-9
 _CONE_NUDGE = 1e-8
-# Shifts are kept above this many roundings of the kink's coordinate (so that
-# its side of the data point survives rounding), as long as they stay below
-# 1e-6 of the gap.
+# Shifts are kept above this many roundings of the kink's coordinate, so that
+# its side of the data point survives rounding (a kink rounded onto its point
+# changes the Jacobian trace there by the unit's whole slope), up to this
+# fraction of the gap.
 _SHIFT_ROUNDINGS = 64
-_MAX_KINK_SHIFT = 1e-6
+_MAX_GAP_FRACTION = 0.25
 
 
 @dataclass
@@ -339,8 +340,9 @@ def recover_univariate(program, coef, slope, intercept, standardization, kink_sh
     ``t_j + sign(u_j) delta_j`` so that the midpoint convention's better side
     is realised; ``delta_j`` is ``kink_shift`` times the gap to the nearest
     distinct neighbour, but at least 64 roundings of the kink's coordinate
-    while that stays below ``1e-6`` of the gap. The
-    network's objective tends to the convex optimum as ``kink_shift -> 0``.
+    (at most a quarter of the gap). The network's objective tends to the
+    convex optimum as ``kink_shift -> 0``; the estimators check that it
+    reproduces it (points a few roundings apart may not leave the room).
 
     Parameters
     ----------
@@ -368,7 +370,7 @@ def recover_univariate(program, coef, slope, intercept, standardization, kink_sh
         gap[1:] = np.minimum(gap[1:], steps)
     gap = gap[np.searchsorted(values, kinks)]
     floor = _SHIFT_ROUNDINGS * np.finfo(np.float64).eps * np.abs(kinks)
-    delta = np.minimum(np.maximum(kink_shift * gap, floor), max(kink_shift, _MAX_KINK_SHIFT) * gap)
+    delta = np.minimum(np.maximum(kink_shift * gap, floor), _MAX_GAP_FRACTION * gap)
     t = kinks + np.sign(u) * delta
     root = np.sqrt(np.abs(u))
     w = orient * root

@@ -211,3 +211,33 @@ def test_recentred_network_is_the_same_function(d):
     with torch.no_grad():
         np.testing.assert_allclose(moved.to_torch()(torch.as_tensor(X)).numpy(), net.score(X),
                                    atol=1e-11)
+
+
+def test_near_duplicate_kinks_stay_on_their_side_of_the_point():
+    """Two points 1.1e-12 apart near 92: the kink beside them was shifted by 1e-6 of that gap,
+    below one rounding of its coordinate, so it landed on the point and the network's
+    objective was +0.0102 instead of the optimum -0.0324 (which cvxpy confirms)."""
+    from skconvexscore import ConvexScoreMatcher
+
+    x = np.array([93.66805909807773, 96.22436494767192, 89.08853882380805, 87.22319833613392,
+                  106.30411490768232, 105.81165812412806, 112.94558819441117,
+                  92.45394208740069, 92.45394208740178])
+    alpha = 1.01 / x.size
+    model = ConvexScoreMatcher(alpha=alpha).fit(x[:, None])
+    assert model.objective_ == pytest.approx(-0.03240935721265, rel=1e-8)
+    network_value = model.networks_[0].sm_objective(x[:, None], alpha)
+    assert network_value == pytest.approx(model.objective_, rel=1e-7)
+
+
+def test_points_too_close_for_a_kink_beside_them_raise():
+    """0..7 and a point 1e-13 from 3: as ties these points would make the abs program without
+    skip connection unbounded at this alpha; its optimum (~-4e21) puts a kink beside a point
+    with no room left in floating point. fit says so instead of returning a network whose
+    objective is not objective_."""
+    from skconvexscore import ConvexScoreMatcher
+    from skconvexscore._programs import SolverError
+
+    x = np.r_[np.arange(8.0), 3.0 + 1e-13]
+    model = ConvexScoreMatcher(alpha=1.05 / x.size, activation="abs", skip_connection=False)
+    with pytest.raises(SolverError, match="Merge near-duplicate points"):
+        model.fit(x[:, None])
