@@ -56,6 +56,7 @@ from sklearn.utils import check_random_state
 __all__ = [
     "PiecewiseQuadraticDensity",
     "check_density_available",
+    "tail_defects",
 ]
 
 # Relative size below which a piece's score slope counts as exactly zero (the
@@ -150,6 +151,61 @@ def _segment_mass(g, alpha, h):
     return np.maximum(out, 0.0)
 
 
+def tail_defects(network):
+    r"""Describe the tails of a univariate score along which ``e^{\ell}`` does not decay.
+
+    Cheap (the linear pieces only, no normalising integrals): the model is
+    normalisable iff the returned list is empty. On a tail that does not decay
+    the model has no stationary law, so Langevin chains that reach it drift
+    away from the data.
+
+    Parameters
+    ----------
+    network : ScoreNetwork
+        A univariate network (``n_features == 1``).
+
+    Returns
+    -------
+    defects : list of str
+        One phrase per defective tail, e.g. ``"on its right tail (x > 4.05)
+        the score increases there (slope 1.11 > 0), so the log-density grows
+        quadratically"``.
+    """
+    check_density_available(network)
+    pieces = network.piecewise()
+    return _tail_defects(_rounded_slopes(pieces), pieces.values, pieces.breakpoints + pieces.origin)
+
+
+def _rounded_slopes(pieces):
+    """The pieces' slopes, with those that are zero up to rounding set to exactly zero."""
+    # a slope that is zero up to rounding is zero (Laplace tails stay Laplace)
+    return np.where(np.abs(pieces.slopes) <= _SLOPE_RTOL * max(pieces.scale, 1e-300), 0.0, pieces.slopes)
+
+
+def _tail_defects(slopes, score_at_kinks, breakpoints):
+    """Phrases for the tails that do not decay (see :func:`tail_defects`)."""
+    defects = []
+    for side, slope, score_end, end in (
+        ("left", slopes[0], -score_at_kinks[0], breakpoints[0]),
+        ("right", slopes[-1], score_at_kinks[-1], breakpoints[-1]),
+    ):
+        # ``score_end`` is the outward derivative of l at the last kink: a tail
+        # decays when it is concave (Gaussian) or linear and pointing back (Laplace)
+        if slope < 0 or (slope == 0 and score_end < 0):
+            continue
+        end = float(end) + 0.0  # no "-0" in the message
+        region = f"x < {end:.6g}" if side == "left" else f"x > {end:.6g}"
+        if slope > 0:
+            why = f"the score increases there (slope {slope:.3g} > 0), so the log-density grows quadratically"
+        else:
+            why = (
+                "the score is constant there and does not point back towards the data "
+                f"(outward log-density slope {score_end:.3g} >= 0), so the density does not decay"
+            )
+        defects.append(f"on its {side} tail ({region}) {why}")
+    return defects
+
+
 class PiecewiseQuadraticDensity:
     r"""The normalised model density ``p(x) = e^{\ell(x)} / Z`` of a 1-D score network.
 
@@ -177,9 +233,7 @@ class PiecewiseQuadraticDensity:
     def __init__(self, network):
         check_density_available(network)
         pieces = network.piecewise()
-        # a slope that is zero up to rounding is zero (Laplace tails stay Laplace)
-        slopes = np.where(np.abs(pieces.slopes) <= _SLOPE_RTOL * max(pieces.scale, 1e-300), 0.0,
-                          pieces.slopes)
+        slopes = _rounded_slopes(pieces)
         self._pieces = replace(pieces, slopes=slopes)
         # positions relative to the network's origin (the data's mean when fitted): far
         # from zero the kinks would lose the digits that place them beside the data
@@ -203,24 +257,10 @@ class PiecewiseQuadraticDensity:
     # -- construction ---------------------------------------------------------------------------
 
     def _check_tails(self):
-        for side, slope, score_end, end in (
-            ("left", self.slopes[0], -self._score_at_kinks[0], self.breakpoints[0]),
-            ("right", self.slopes[-1], self._score_at_kinks[-1], self.breakpoints[-1]),
-        ):
-            # ``score_end`` is the outward derivative of l at the last kink
-            if slope < 0 or (slope == 0 and score_end < 0):
-                continue
-            end = float(end) + 0.0  # no "-0" in the message
-            region = f"x < {end:.6g}" if side == "left" else f"x > {end:.6g}"
-            if slope > 0:
-                why = f"the score increases there (slope {slope:.3g} > 0), so the log-density grows quadratically"
-            else:
-                why = (
-                    "the score is constant there and does not point back towards the data "
-                    f"(outward log-density slope {score_end:.3g} >= 0), so the density does not decay"
-                )
+        defects = _tail_defects(self.slopes, self._score_at_kinks, self.breakpoints)
+        if defects:
             raise ValueError(
-                f"The model is not normalisable: on its {side} tail ({region}) {why}. "
+                f"The model is not normalisable: {defects[0]}. "
                 "Its exp(integral of the score) has infinite mass, so there is no log-density or exact "
                 "sampler. This happens with a weight decay too small for the data or with activation='abs' "
                 "without a skip connection at large alpha; increase alpha or use a skip connection."

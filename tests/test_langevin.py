@@ -7,10 +7,11 @@ import pytest
 import torch
 from scipy import stats
 
-from skconvexscore import ConvexScoreMatcher, ScoreNetwork
+from skconvexscore import ConvexDenoisingScoreMatcher, ConvexScoreMatcher, ScoreNetwork
 from skconvexscore._density import PiecewiseQuadraticDensity
 from skconvexscore._langevin import (
     LangevinDivergenceError,
+    NonNormalisableModelWarning,
     _drift,
     auto_step_size,
     initial_state,
@@ -46,6 +47,27 @@ def bimodal_network():
 def stationary_variance(var, step):
     """Exact stationary variance of the update on the score -(x - m)/var."""
     return var / (1.0 - step / (4.0 * var))
+
+
+def annealed_variance(start_var, variances, steps, n_steps):
+    """Exact variance after annealed Langevin on Gaussian scores -(x - m_i)/v_i.
+
+    At each level the update is the AR(1) recursion with factor
+    ``rho = 1 - eps/(2v)``: the variance moves from its start towards the
+    stationary one by ``rho^(2 n_steps)``.
+    """
+    var = start_var
+    for v, step in zip(variances, steps):
+        rho2 = (1.0 - step / (2.0 * v)) ** 2
+        target = stationary_variance(v, step)
+        var = target + rho2**n_steps * (var - target)
+    return var
+
+
+def two_bump_data():
+    """150 points from 0.4 N(-2, 0.5^2) + 0.6 N(1.5, 1): SM at small alpha has a rising tail."""
+    rng = np.random.default_rng(1)
+    return np.concatenate([rng.normal(-2, 0.5, 60), rng.normal(1.5, 1.0, 90)])[:, None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,11 +208,59 @@ def test_auto_step_size_rule():
     # a flat score falls back on the data scale
     flat = univariate_network([], [], [], 0.0, 0.0)
     assert auto_step_size(flat, data_scale=3.0) == pytest.approx(4 * 0.05 / 1.05 * 9.0)
-    # annealing: every level's step obeys the rule for its own network
+    # annealing: every level's step obeys the rule for its own network, whose law is wider than
+    # the smallest level's by sigma_i^2 - sigma_L^2 (the scale in its floor)
     nets = [gaussian_by_skip(0.0, 1.0 + s**2) for s in (1.0, 0.1)]
     base = auto_step_size(nets, 1.0, noise_levels=[1.0, 0.1])
-    single = [auto_step_size(net, 1.0) for net in nets]
+    single = [auto_step_size(net, np.sqrt(1.0 + s**2 - 0.1**2)) for net, s in zip(nets, (1.0, 0.1))]
     assert base * 100 <= single[0] * (1 + 1e-12) and base <= single[1] * (1 + 1e-12)
+
+
+def test_annealed_auto_step_widens_the_floor_with_the_noise_level():
+    # Gaussian data of scale 2 smoothed at sigma_i: level i's score is that of N(0, 4 + sigma_i^2).
+    # Level i's floor 1/(4 + sigma_i^2 - sigma_L^2) is just above its curvature 1/(4 + sigma_i^2),
+    # so the base step is min_i f (4 + sigma_i^2 - sigma_L^2) sigma_L^2 / sigma_i^2, reached at the
+    # top level; the old floor 1/4 at every level capped the top level at f 4: a base 26x smaller.
+    levels = np.array([10.0, 3.0, 1.0, 0.3])
+    variances = 4.0 + levels**2
+    networks = [gaussian_by_skip(0.0, v) for v in variances]
+    f = 4 * 0.05 / 1.05
+    base = auto_step_size(networks, 2.0, noise_levels=levels)
+    assert base == pytest.approx(f * (variances[0] - 0.09) * 0.09 / 100.0, rel=1e-12)
+    # a single level keeps the floor 1/scale^2, with or without its noise level
+    flat = univariate_network([], [], [], 0.0, 0.0)
+    assert auto_step_size(flat, 3.0, noise_levels=[0.5]) == pytest.approx(f * 9.0, rel=1e-12)
+
+    # the chains, started from the top level's law, reach the smallest level's law N(0, 4.09)
+    n, n_steps = 2000, 500
+    samples = langevin_sample(networks, n, n_steps=n_steps, step_size="auto", noise_levels=levels,
+                              init=np.random.default_rng(0).normal(0, np.sqrt(variances[0]), (n, 1)),
+                              data_scale=2.0, random_state=0)
+    expected = annealed_variance(variances[0], variances, base * levels**2 / levels[-1] ** 2, n_steps)
+    assert expected == pytest.approx(variances[-1], rel=0.03)  # 4.20: 500 steps nearly relax
+    # (the old base leaves 11.2: the last levels' steps were too small to relax)
+    assert samples.var() == pytest.approx(expected, abs=4 * expected * np.sqrt(2.0 / n))
+
+
+def test_annealed_auto_step_samples_the_smallest_level_of_a_fitted_model():
+    # alpha = 100 leaves no hidden unit: every level's score is linear, so the smallest level's
+    # law is the Gaussian N(m_L, v_L) with v_L = -1/slope, sampled exactly by method="exact"
+    X = 50 + 2 * np.random.default_rng(0).standard_normal((200, 1))
+    model = ConvexDenoisingScoreMatcher(alpha=100.0, noise_level=[10.0, 3.0, 1.0, 0.3],
+                                        n_noise_samples=5, random_state=0).fit(X)
+    assert all(net.n_units == 0 for net in model.networks_)
+    variances = np.array([-1.0 / net.piecewise().slopes[0] for net in model.networks_])
+    n = 2000
+    samples = model.sample(n, n_steps=500, random_state=3)[:, 0]
+    exact = model.sample(n, method="exact", random_state=1)[:, 0]
+    # started at the data jittered by sigma_1 (variance var(X) + 100): after 500 steps per level
+    # the recursion leaves 4.06 against v_L = 3.98 (the old automatic step left 11.1)
+    base = auto_step_size(model.networks_, model.scale_, noise_levels=model.noise_levels_)
+    steps = base * model.noise_levels_**2 / model.noise_levels_[-1] ** 2
+    expected = annealed_variance(X.var() + 100.0, variances, steps, 500)
+    assert expected == pytest.approx(variances[-1], rel=0.05)
+    assert samples.var() == pytest.approx(expected, abs=4 * expected * np.sqrt(2.0 / n))
+    assert stats.ks_2samp(samples, exact).pvalue > 1e-3
 
 
 def test_initial_state():
@@ -242,7 +312,7 @@ def test_progress_bar_runs():
                     init=np.zeros((10, 1)), progress=True, random_state=0)
 
 
-@pytest.mark.parametrize("step_size", [np.inf, -1.0, 0.0, np.nan, "big", None])
+@pytest.mark.parametrize("step_size", [np.inf, -1.0, 0.0, np.nan, "big", None, True, np.True_])
 def test_invalid_step_sizes_are_named_before_anything_runs(step_size):
     # init="data" jitters by sqrt(step_size): that used to run first and misreport inf,
     # warn on -1 and fail on "big" with float()'s own message
@@ -251,6 +321,15 @@ def test_invalid_step_sizes_are_named_before_anything_runs(step_size):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="step_size"):
             model.sample(3, n_steps=5, step_size=step_size, random_state=0)
+
+
+@pytest.mark.parametrize("kwargs", [{"n_samples": True}, {"n_samples": np.True_}, {"n_steps": True}])
+def test_bools_are_not_counts(kwargs):
+    # True is an Integral: sample(True) used to reach NumPy's TypeError, n_steps=True ran one step
+    model = ConvexScoreMatcher(alpha=1.0).fit(np.random.default_rng(0).normal(size=(30, 1)))
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        model.sample(**{"n_samples": 3, "n_steps": 5, "random_state": 0, **kwargs})
 
 
 @cuda
@@ -301,3 +380,34 @@ def test_estimator_divergence():
     model = ConvexScoreMatcher(alpha=1.0).fit(X)
     with pytest.raises(LangevinDivergenceError, match="step_size='auto' gives"):
         model.sample(20, n_steps=100, step_size=100.0, random_state=0)
+
+
+def test_non_normalisable_univariate_model_warns():
+    # alpha = 2/n: the right tail's score slope is +1.11 beyond x = 2.40 (score -3.08 there), so the
+    # score turns outwards past 2.40 + 3.08/1.11 = 5.17 and chains beyond it never come back
+    model = ConvexScoreMatcher(alpha=2 / 150).fit(two_bump_data())
+    with pytest.warns(NonNormalisableModelWarning, match=r"right tail \(x > 2\.39.*slope 1\.11 > 0"):
+        model.sample(10, n_steps=5, random_state=0)
+    assert issubclass(NonNormalisableModelWarning, RuntimeWarning)
+    # a normalisable model (Gaussian tails) samples without a warning
+    normalisable = ConvexScoreMatcher(alpha=0.1).fit(two_bump_data())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        normalisable.sample(10, n_steps=5, random_state=0)
+
+
+def test_divergence_with_the_automatic_step_blames_the_model():
+    # abs units without a skip connection: the left tail's slope is +0.0128 beyond x = -3.36 and
+    # the score turns outwards past x = -42.8; chains started at -70 leave the divergence radius
+    model = ConvexScoreMatcher(alpha=0.5, activation="abs", skip_connection=False).fit(two_bump_data())
+    start = np.full((50, 1), -70.0)
+    with pytest.warns(NonNormalisableModelWarning), pytest.raises(LangevinDivergenceError) as info:
+        model.sample(50, n_steps=2000, init=start, random_state=0)
+    message = str(info.value)
+    assert "The automatic step already respects the stability limit" in message
+    assert "not normalisable: on its left tail" in message
+    assert "step_size='auto' gives" not in message  # the step that was used is the automatic one
+    # an explicit step is named as such, and the model's tail is still reported
+    also = r"step_size='auto' gives .* also not normalisable"
+    with pytest.warns(NonNormalisableModelWarning), pytest.raises(LangevinDivergenceError, match=also):
+        model.sample(50, n_steps=2000, step_size=0.5, init=start, random_state=0)
