@@ -295,6 +295,7 @@ class _BaseConvexScore(BaseEstimator):
         """
         from ._density import PiecewiseQuadraticDensity
         from ._langevin import (
+            _is_integer,
             auto_step_size,
             check_step_size,
             initial_state,
@@ -303,8 +304,8 @@ class _BaseConvexScore(BaseEstimator):
         )
 
         check_is_fitted(self)
-        # True is an Integral: without the bool test sample(True) reached NumPy's own TypeError
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, (bool, np.bool_)) or n_samples < 1:
+        # checked here too: method="exact" does not reach langevin_sample's check
+        if not _is_integer(n_samples) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         if method not in ("langevin", "exact"):
             raise ValueError(f"method={method!r}: use 'langevin' or 'exact' (1-D models only).")
