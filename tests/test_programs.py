@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+from skconvexscore import ConvexScoreMatcher
 from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
 from skconvexscore._programs import (
     ArrangementProgram,
+    SolverError,
     UnboundedProgramError,
     UnivariateProgram,
     gaussian_regime_alpha,
@@ -13,6 +15,7 @@ from skconvexscore._programs import (
     standardize,
     univariate_alpha_bound,
 )
+from skconvexscore._univariate_solver import solve_univariate_exact
 
 VARIANTS = [("relu", True), ("relu", False), ("abs", True), ("abs", False)]
 
@@ -97,6 +100,73 @@ def test_gaussian_regime_alpha_is_accurate_far_from_zero():
     assert gaussian_regime_alpha(x + 1e9) == pytest.approx(alpha_g, rel=1e-9)
     with pytest.raises(ValueError, match="positive variance"):
         gaussian_regime_alpha(np.full(4, 2.0))
+
+
+def _outlier_sample():
+    """39 standard normal points and one at 50: near the bound the optimum's kinks reach ~1e8."""
+    return np.r_[np.random.default_rng(0).normal(size=39), 50.0]
+
+
+@pytest.mark.parametrize("activation, skip, factor", [("abs", False, 1.5), ("relu", True, 1.05)])
+def test_cvxpy_reference_is_accurate_when_the_coefficients_are_huge(activation, skip, factor):
+    """Largest optimal coefficient 2.5e8 (abs) and 7e6 (relu): with the coefficients in
+    units of one, Clarabel called points 5 % (abs) and 1.3 % (relu) above the optimum
+    optimal, and the reference returned them."""
+    z = np.sort(standardize(_outlier_sample()[:, None])[0].ravel())
+    program = UnivariateProgram("sm", z, factor / z.size, activation, skip)
+    exact = solve_univariate_exact(program)
+    assert np.max(np.abs(exact.coef)) > 1e6
+    ref = solve_univariate_cvxpy(program)
+    assert ref.status == "optimal"
+    assert ref.objective == pytest.approx(exact.objective, rel=1e-7)
+    assert ref.objective == pytest.approx(
+        program.objective_value(ref.coef, ref.slope, ref.intercept), rel=1e-12)
+
+
+def test_cvxpy_estimator_agrees_with_the_exact_solver_on_an_outlier():
+    """The reported case: objective_ -4578.69 with solver="cvxpy" (status "optimal")
+    against -4824.59, which the exact solver's network reproduces."""
+    X = _outlier_sample()[:, None]
+    params = dict(alpha=1.5 / 40, activation="abs", skip_connection=False)
+    exact = ConvexScoreMatcher(**params).fit(X)
+    ref = ConvexScoreMatcher(**params, solver="cvxpy").fit(X)
+    assert exact.objective_ == pytest.approx(-4824.588775, rel=1e-8)
+    assert ref.objective_ == pytest.approx(exact.objective_, rel=1e-7)
+
+
+def test_cvxpy_reference_raises_rather_than_return_an_improvable_point():
+    """Tolerances loosened to 1e-3: Clarabel says "optimal" 5e-6 to 1e-4 above the optimum
+    in every unit tried, so the reference must fail and say what to use instead."""
+    z = np.sort(standardize(np.random.default_rng(0).normal(size=(30, 1)))[0].ravel())
+    program = UnivariateProgram("sm", z, 2.0 / z.size)
+    loose = {"tol_gap_abs": 1e-3, "tol_gap_rel": 1e-3, "tol_feas": 1e-3, "tol_ktratio": 1e-2}
+    with pytest.raises(SolverError, match="solver='univariate'"):
+        solve_univariate_cvxpy(program, solver_options=loose)
+
+
+@pytest.mark.parametrize("activation, skip", VARIANTS)
+def test_reference_check_recovers_the_cost_of_a_moved_pair_of_kinks(activation, skip):
+    """From the optimum with two neighbouring kinks moved by -/+ delta, the line search along
+    that pair (skip connection refitted) reaches the optimum again: the decrease it proves
+    is the whole loss, and at the optimum itself it finds none."""
+    from skconvexscore._cvxpy_solver import _line_search_decrease
+
+    z = np.sort(standardize(np.random.default_rng(8).normal(size=(40, 1)))[0].ravel())
+    bound = univariate_alpha_bound(z, activation, skip)
+    program = UnivariateProgram("sm", z, 1.5 * bound, activation, skip)
+    A = program.design_matrix()
+    sol = solve_univariate_exact(program)
+    best = program.objective_value(sol.coef, sol.slope, sol.intercept)
+    assert _line_search_decrease(program, A, sol.coef, best) <= 1e-9 * abs(best)
+    j = int(np.argmax(np.abs(sol.coef[: z.size - 1])))
+    moved = sol.coef.copy()
+    delta = 0.5 * abs(sol.coef[j]) + 1.0
+    moved[j] -= delta
+    moved[j + 1] += delta
+    value = program.objective_value(moved, sol.slope, sol.intercept)
+    loss = value - best
+    assert loss > 1e-3 * abs(best)
+    assert _line_search_decrease(program, A, moved, value) == pytest.approx(loss, rel=1e-6)
 
 
 @pytest.mark.parametrize("activation", ["relu", "abs"])
