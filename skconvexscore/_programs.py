@@ -382,7 +382,11 @@ def gaussian_regime_alpha(x):
     sum_zz = np.where(first_gt < n, zz_rev[np.minimum(first_gt, n - 1)], 0.0)
     sum_z = np.where(first_gt < n, z_rev[np.minimum(first_gt, n - 1)], 0.0)
     S = (sum_zz - z * sum_z) / var
-    return float(np.max(np.maximum(np.abs(n_ge - S), np.abs(n_gt - S))) / n)
+    value = float(np.max(np.maximum(np.abs(n_ge - S), np.abs(n_gt - S))) / n)
+    # exactly alpha_G >= the well-posedness bound (at the minimum S_j = n, so the term is m_min;
+    # at the maximum S_j = 0 and N_ge = m_max; an interior tie gives at least m/2): where the two
+    # coincide, rounding must not put alpha_G below it, or fit(alpha=alpha_G) raises "unbounded"
+    return max(value, univariate_alpha_bound(x, "relu", True))
 
 
 # --------------------------------------------------------------------------

@@ -355,3 +355,15 @@ def test_float32_input_gives_the_float64_fit():
     b = ConvexDenoisingScoreMatcher(random_state=0).fit(X.astype(np.float32).astype(np.float64))
     assert a.objective_ == b.objective_
     assert a.predict(X.astype(np.float32)).dtype == np.float64
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_skip_connection_never_raises_the_optimum_at_tiny_noise(activation):
+    """The model without skip connection is a restriction of the one with it. At noise 1e-9
+    of the spread the skip fit returned the least-squares line (objective 31x the no-skip one)."""
+    kw = dict(alpha=1e-3, noise_level=1e-9, n_noise_samples=4, activation=activation,
+              random_state=3)
+    X = np.array([[0.0], [1.0]])
+    skip = ConvexDenoisingScoreMatcher(**kw).fit(X)
+    noskip = ConvexDenoisingScoreMatcher(skip_connection=False, **kw).fit(X)
+    assert skip.objective_ <= noskip.objective_ * (1 + 1e-6)

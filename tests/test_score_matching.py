@@ -396,3 +396,14 @@ def test_a_network_that_does_not_reproduce_its_convex_value_is_refused():
     with pytest.raises(SolverError, match="violate their cone constraints"):
         _check_reproduces(program, recover_arrangement(program, broken, identity),
                           sum(s.objective for s in broken), identity, "cvxpy")
+
+
+def test_fit_at_the_gaussian_regime_alpha_where_it_equals_the_bound():
+    """With three tied minima alpha_G equals the bound m_ext/n = 3/7; it used to round one ulp
+    below it, and fit(alpha=alpha_G) raised "unbounded below"."""
+    x = np.array([0, 0, 0, 1, 2, 3, 4.0])[:, None]
+    alpha = gaussian_regime_alpha(x)
+    assert alpha >= 3 / 7
+    model = ConvexScoreMatcher(alpha=alpha).fit(x)
+    assert model.objective_ == pytest.approx(-0.5 / x.var(), rel=1e-10)
+    np.testing.assert_allclose(model.predict(x), -(x - x.mean()) / x.var(), atol=1e-10)

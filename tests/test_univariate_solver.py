@@ -614,6 +614,25 @@ def test_near_duplicates_between_the_two_bounds_fail_with_a_hint():
         UnivariateProgram("sm", z, 1.2 * safe)).objective, rel=1e-6)
 
 
+def _tiny_noise_dsm(skip):
+    """DSM on two points with noise 1e-9 of their spread: targets ~1e9, clusters ~1e-9 wide."""
+    eps = np.random.default_rng(3).standard_normal((2, 4))
+    noisy = (np.array([[-1.0], [1.0]]) + 2e-9 * eps).ravel()
+    order = np.argsort(noisy)
+    return UnivariateProgram("dsm", noisy[order], 1e-3, "relu", skip,
+                             targets=(-eps / 2e-9).ravel()[order])
+
+
+def test_dsm_box_violations_are_measured_against_the_penalty_not_the_targets():
+    """The skip program relaxes the one without skip, so its optimum cannot be above it. With
+    targets ~1e9 the box violations |nu| - lam of the kink-free line (10 lam) were measured
+    against the fit coefficients and read 1e-10: the line was certified 31x above the optimum."""
+    skip = solve_univariate_exact(_tiny_noise_dsm(True))
+    noskip = solve_univariate_exact(_tiny_noise_dsm(False))
+    assert np.count_nonzero(skip.coef) > 0
+    assert skip.objective <= noskip.objective * (1 + 1e-7)
+
+
 def _exact_relu_skip_optimum(x, alpha):
     """The SM ReLU-skip optimum (math notes 3.1) in rational arithmetic, by enumeration.
 
