@@ -80,6 +80,10 @@ class ConvexScoreMatcher(_BaseConvexScore):
         The recovered network (one element), NumPy weights.
     hidden_weights_ : ndarray of shape (n_neurons_, n_features_in_)
     hidden_biases_ : ndarray of shape (n_neurons_,)
+        In the data's coordinates. Far from the origin (``|location_|`` above
+        ~1e5 times the data's scale) the kinks are no longer resolved to the
+        gaps between points by these biases; ``predict``, ``score``,
+        ``to_torch`` and ``networks_`` (written around ``location_``) are.
     output_weights_ : ndarray of shape (n_neurons_, n_features_in_)
         One non-zero entry per row: the output coordinate the unit feeds.
     skip_weights_ : ndarray of shape (n_features_in_, n_features_in_)
