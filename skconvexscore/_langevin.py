@@ -369,8 +369,10 @@ def langevin_sample(
         ``init``).
     escape_factor : float, default=20
         Chains further than ``escape_factor * R`` from ``data_center`` have
-        diverged, with ``R = max(data_radius, sqrt(d) data_scale, sqrt(d)
-        sigma_1)``.
+        diverged, with ``R = max(data_radius, r_0, sqrt(d) data_scale, sqrt(d)
+        sigma_1)`` and ``r_0`` the largest distance of ``init`` from
+        ``data_center`` (chains started far away are not diverging while they
+        return).
     check_every : int, default=10
         Steps between divergence checks (each check synchronises a GPU).
     chunk_size : int, default=None
@@ -424,7 +426,9 @@ def langevin_sample(
     if data_radius is None:
         data_radius = float(spread.max())
     largest_noise = 0.0 if noise_levels is None else float(np.max(noise_levels))
-    radius = max(data_radius, math.sqrt(d) * data_scale, math.sqrt(d) * largest_noise)
+    # a chain started far from the data (an array init) has not diverged while it comes back:
+    # the radius covers the starting points too
+    radius = max(data_radius, float(spread.max()), math.sqrt(d) * data_scale, math.sqrt(d) * largest_noise)
     escape_radius = escape_factor * radius
 
     auto = None
@@ -432,6 +436,8 @@ def langevin_sample(
     if step_size == "auto":
         auto = step_size = auto_step_size(networks, data_scale, noise_levels=noise_levels)
     steps = step_size * ratios
+    if auto is None:
+        _warn_if_unstable(networks, steps, noise_levels)
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -475,6 +481,34 @@ def langevin_sample(
         if bar is not None:
             bar.close()
     return samples
+
+
+def _warn_if_unstable(networks, steps, noise_levels):
+    """Warn when a univariate level's step exceeds the stability limit of its steepest piece.
+
+    On a piece where the score has slope ``-kappa < 0`` the update is the AR(1) recursion with
+    factor ``1 - eps kappa / 2``: unstable for ``eps >= 4 / kappa`` (shared/design/math.md 5).
+    Chains thrown out of a narrow steep piece need not diverge, so no error is raised, but the
+    samples then miss the model's law by far more than the O(eps) bias. Exact in 1-D; the
+    d > 1 bound on the Lipschitz constant is not tight enough to warn on.
+    """
+    if networks[0].n_features != 1:
+        return
+    for level, (network, step) in enumerate(zip(networks, steps)):
+        kappa = -float(np.min(network.piecewise().slopes))
+        if kappa > 0 and step * kappa >= 4.0:
+            where = ""
+            if len(networks) > 1 and noise_levels is not None:
+                where = f" at noise level {level + 1} of {len(networks)} (sigma={float(noise_levels[level]):.4g})"
+            warnings.warn(
+                f"Langevin step {float(step):.4g}{where} is above the stability limit 4/kappa = "
+                f"{4.0 / kappa:.4g} of the score's steepest piece (slope {-kappa:.4g}): chains are "
+                f"thrown out of it and the samples do not follow the model. Use step_size below "
+                f"{4.0 / kappa * float(steps[-1] / step):.4g}, or step_size='auto'.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return
 
 
 def _drift(network, tensor):

@@ -411,3 +411,33 @@ def test_divergence_with_the_automatic_step_blames_the_model():
     also = r"step_size='auto' gives .* also not normalisable"
     with pytest.warns(NonNormalisableModelWarning), pytest.raises(LangevinDivergenceError, match=also):
         model.sample(50, n_steps=2000, step_size=0.5, init=start, random_state=0)
+
+
+def test_chains_started_far_from_the_data_are_not_divergent():
+    # Gaussian-regime fit: the automatic step contracts every chain towards the data, so chains
+    # started 500 data radii away converge; they used to be reported as escaping after 10 steps
+    X = np.random.default_rng(0).normal(500.0, 1.0, size=(200, 1))
+    model = ConvexScoreMatcher(alpha=5.0).fit(X)
+    n = 4000
+    samples = model.sample(n, n_steps=1000, init=np.zeros((n, 1)), random_state=0)
+    step = auto_step_size(model.networks_, model.scale_)
+    expected = stationary_variance(X.var(), step)
+    assert samples.mean() == pytest.approx(X.mean(), abs=4 * np.sqrt(expected / n))
+    assert samples.var() == pytest.approx(expected, abs=4 * expected * np.sqrt(2.0 / n))
+    # an unstable step from the same start is still caught
+    with pytest.raises(LangevinDivergenceError, match="Try step_size"):
+        model.sample(n, n_steps=200, step_size=5 * X.var(), init=np.zeros((n, 1)), random_state=0)
+
+
+def test_explicit_step_above_the_stability_limit_warns():
+    # alpha = 2/n: a normalisable fit whose steepest piece has slope ~ -2000, so eps = 0.2 is
+    # 100x its stability limit; the samples' variance was 2.0 for the model's 0.665, silently
+    X = np.random.default_rng(1).normal(0, 1, 200)[:, None]
+    model = ConvexScoreMatcher(alpha=2 / 200).fit(X)
+    limit = 4.0 / -PiecewiseQuadraticDensity(model.networks_[0]).slopes.min()
+    with pytest.warns(RuntimeWarning, match="stability limit"):
+        model.sample(50, n_steps=20, step_size=50 * limit, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.sample(50, n_steps=20, step_size=0.5 * limit, random_state=0)
+        model.sample(50, n_steps=20, random_state=0)
