@@ -198,7 +198,8 @@ class _BaseConvexScore(BaseEstimator):
 
         Parameters
         ----------
-        dtype : torch.dtype, default=torch.float64
+        dtype : torch.dtype, str or numpy dtype, default=None (float64)
+            float32 or float64, on any device.
         device : str or torch.device, default=None (CPU)
 
         Returns

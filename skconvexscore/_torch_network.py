@@ -5,7 +5,7 @@ import warnings
 import torch
 from torch import nn
 
-from ._devices import resolve_device
+from ._devices import resolve_device, resolve_dtype
 
 __all__ = ["TorchScoreNetwork"]
 
@@ -35,11 +35,14 @@ class TorchScoreNetwork(nn.Module):
         """The module of a :class:`~skconvexscore._network.ScoreNetwork`.
 
         ``dtype`` defaults to float64 and ``device`` to the CPU (whatever
-        torch's default device); ``device`` takes the names of
+        torch's default device); they take the names of
+        :func:`~skconvexscore._devices.resolve_dtype` (float32 or float64, as a
+        torch dtype, a string or a NumPy dtype) and
         :func:`~skconvexscore._devices.resolve_device`.
         """
-        dtype = torch.float64 if dtype is None else dtype
         device = resolve_device("cpu" if device is None else device)
+        # float64 on every device unless asked: a module is a copy of the fit, not a sampler
+        dtype = torch.float64 if dtype is None else resolve_dtype(dtype, device)
         with torch.device(device):
             module = cls(network.n_features, network.n_units, network.activation)
         with torch.no_grad():

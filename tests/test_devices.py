@@ -56,3 +56,26 @@ def test_sampling_and_modules_ignore_torch_default_device(default_device_meta):
     with torch.no_grad():
         out = module(torch.as_tensor(X[:5], device="cpu")).numpy()
     np.testing.assert_allclose(out, model.predict(X[:5]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, expected", [(None, torch.float64), ("float32", torch.float32),
+                                             (np.float32, torch.float32),
+                                             (torch.float64, torch.float64)])
+def test_to_torch_takes_the_dtype_names_of_every_entry_point(dtype, expected):
+    """to_torch(dtype="float32") raised a raw TypeError inside torch; it reads dtypes as
+    sampling does, and its module computes predict in that precision."""
+    X = np.random.default_rng(0).normal(size=(60, 1))
+    model = ConvexScoreMatcher(alpha=0.5).fit(X)
+    module = model.to_torch(dtype=dtype)
+    assert {p.dtype for p in module.parameters()} == {expected}
+    with torch.no_grad():
+        out = module(torch.as_tensor(X[:5], dtype=expected)).double().numpy()
+    rtol = 1e-12 if expected == torch.float64 else 1e-5
+    np.testing.assert_allclose(out, model.predict(X[:5]), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, "float16", "int32"])
+def test_to_torch_rejects_other_dtypes(dtype):
+    model = ConvexScoreMatcher(alpha=0.5).fit(np.random.default_rng(0).normal(size=(30, 1)))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        model.to_torch(dtype=dtype)
