@@ -126,8 +126,12 @@ def auto_step_size(networks, data_scale, *, noise_levels=None, accuracy=0.05):
     most ``L``-stiff, so the same step is stable for it. The ``1/s^2``
     floor stops a flat score (``L`` near 0: a random walk) from taking steps
     larger than the data. Each step then moves a chain a fraction
-    ``\sqrt{\epsilon} \le 0.43 s`` of the data scale, so a chain mixes
-    across the data in ``O(1/a)`` steps.
+    ``\sqrt{\epsilon} \le 0.43 s`` of the data scale: when ``L`` is near
+    ``1/s^2`` (smooth fits) a chain mixes across the data in ``O(1/a)``
+    steps, but a fit near the well-posedness bound has ``L`` up to ``~1/gap^2``
+    and steps to match, and its chains barely leave their starting points
+    (``init="data"`` then keeps the data's mode weights, not the model's:
+    sample such 1-D models with ``method="exact"``).
 
     Annealed Langevin (``noise_levels`` given, largest first) runs level ``i``
     with ``\epsilon_i = \epsilon \sigma_i^2 / \sigma_L^2``; the base step is the
