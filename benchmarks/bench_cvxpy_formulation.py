@@ -1,8 +1,10 @@
-"""Reference solver in d >= 2: the fit through its Gram matrix vs one row per point.
+"""Reference solver in d >= 2: the fit through a p x p factor vs one row per point.
 
-``solve_arrangement_output_cvxpy`` gives Clarabel the fit as a quadratic form
-``1/2 u^T (M^T M / n) u``; the textbook formulation writes one residual row per
-point, ``1/(2n) ||M u - y||^2``. Both solve the same program (same data,
+``solve_arrangement_output_cvxpy`` gives Clarabel the DSM fit through the thin QR
+factorisation of the design ``M = Q R``, ``1/(2n) ||R u - Q^T y||^2`` plus a
+constant (``R`` is as small as the Gram matrix ``M^T M``, which an earlier version
+used, and its terms do not cancel); the textbook formulation writes one residual
+row per point, ``1/(2n) ||M u - y||^2``. Both solve the same program (same data,
 patterns and alpha); this script times them side by side on 2-D DSM programs.
 
     python benchmarks/bench_cvxpy_formulation.py [--quick]
@@ -49,7 +51,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="n up to 1000 only")
     args = parser.parse_args()
     sizes = [200, 1000] if args.quick else [200, 1000, 2000]
-    print("| n | P | Gram s | Gram objective | rows s | rows objective | speed-up |")
+    print("| n | P | library s | library objective | rows s | rows objective | speed-up |")
     print("|---|---|---|---|---|---|---|")
     for n in sizes:
         program = dsm_program(n)

@@ -391,7 +391,6 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     if program.skip_connection:
         blocks += [program.Z, np.ones((n, 1))]
     design = np.hstack(blocks)
-    gram = design.T @ design / n
 
     positive = cp.Variable((P, d + 1))
     negative = cp.Variable((P, d + 1))
@@ -404,20 +403,55 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     signs = program.signs
     constraints = [cp.multiply(signs, features @ positive.T) >= 0,
                    cp.multiply(signs, features @ negative.T) >= 0]
-    penalty = program.alpha * (
-        cp.sum(cp.norm(positive[:, :d], 2, axis=1)) + cp.sum(cp.norm(negative[:, :d], 2, axis=1))
-    )
-    fit = 0.5 * cp.quad_form(u, cp.psd_wrap(gram))
+    norm_sum = (cp.sum(cp.norm(positive[:, :d], 2, axis=1))
+                + cp.sum(cp.norm(negative[:, :d], 2, axis=1)))
+    size, affine = 1.0, np.zeros(d + 1)
     if program.objective == "dsm":
+        # The fit 1/(2n) ||M u - y||^2 is stated through the thin QR factorisation
+        # M = Q R: the part of y outside M's range is a constant and the rest p squares.
+        # The Gram form 1/2 u^T G u - (M^T y / n) u + mean(y^2)/2 is the same function,
+        # but its terms cancel down to the optimum: with noise far above the data's
+        # spread the affine part of the targets carries all but (s / sigma)^2 of
+        # mean(y^2), and Clarabel's gap tolerances, on the terms, let it stop up to
+        # 20 % above the optimum (above the affine fit itself). For the same reason the
+        # skip connection's share of the affine fit is taken out exactly first, and the
+        # targets are divided by the size of what is left (the program is homogeneous:
+        # targets and alpha divided by t divide the solution by t, the value by t^2).
         y = program.targets[:, k]
-        objective = fit - (design.T @ y / n) @ u + 0.5 * float(np.mean(y**2)) + penalty
+        if program.skip_connection:
+            skip_design = np.column_stack([program.Z, np.ones(n)])
+            affine, *_ = np.linalg.lstsq(skip_design, y, rcond=None)
+            y = y - skip_design @ affine
+        size = float(np.sqrt(program.value_unit(k)))
+        y = y / size
+        q, r = np.linalg.qr(design)
+        inside = q.T @ y
+        outside = y - q @ inside
+        objective = (0.5 * cp.sum_squares(r @ u - inside) / n
+                     + 0.5 * float(outside @ outside) / n + (program.alpha / size) * norm_sum)
     else:
+        gram = design.T @ design / n
+        fit = 0.5 * cp.quad_form(u, cp.psd_wrap(gram))
         trace = program.trace_counts() @ (positive[:, k] - negative[:, k])
         if skip_row is not None:
             trace = trace + n * skip_row[k]
-        objective = fit + trace / n + penalty
-    problem = cp.Problem(cp.Minimize(objective / program.value_unit(k)), constraints)
-    status, n_iter = _solve(problem, solver_options, verbose)
+        objective = (fit + trace / n + program.alpha * norm_sum) / program.value_unit(k)
+    problem = cp.Problem(cp.Minimize(objective), constraints)
+    try:
+        status, n_iter = _solve(problem, solver_options, verbose)
+    except UnboundedProgramError as exc:
+        if program.objective == "sm":
+            raise
+        # least squares is bounded below by zero: the status is a numerical failure
+        raise SolverError(
+            f"cvxpy reported the denoising program of output {k} unbounded ({exc}), which "
+            "it cannot be (a least-squares program is bounded below by zero): a numerical "
+            "failure. Try solver='first_order', or a noise_level closer to the data's spread."
+        ) from exc
+    # residue is cleared in the program's natural units (the scaled variables), before
+    # the affine fit taken out is added back: an absolute floor in standardised units
+    # cleared genuine blocks of size 1e-11 when the targets are small (noise far above
+    # the data's spread) and the affine part left the skip row as the reference
     pos = np.asarray(positive.value, dtype=np.float64)
     neg = np.asarray(negative.value, dtype=np.float64)
     row = np.asarray(skip_row.value, dtype=np.float64) if skip_row is not None else np.zeros(d)
@@ -426,12 +460,23 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     residue = _clear_residue(norms, np.linalg.norm(row))
     pos[residue[:P]] = 0.0
     neg[residue[P:]] = 0.0
+    pos, neg = size * pos, size * neg
+    if skip_row is not None:
+        row, c = size * row + affine[:d], size * c + affine[d]
+    value = program.objective_value(k, pos, neg, row, c)
+    if np.any(pos) or np.any(neg):
+        # every block may be residue (an optimum without units, the zero network
+        # without skip connection): the largest block is then no reference for clearing
+        zero = np.zeros_like(pos)
+        zero_value = program.objective_value(k, zero, zero, row, c)
+        if zero_value <= value + 1e-9 * (program.value_unit(k) + abs(value)):
+            pos, neg, value = zero, zero.copy(), zero_value
     return OutputSolution(
         positive=pos,
         negative=neg,
         skip_row=row,
         intercept=c,
-        objective=program.objective_value(k, pos, neg, row, c),
+        objective=value,
         status=status,
         n_iter=n_iter,
         constraint_violation=program.cone_violation(pos, neg),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skconvexscore import ConvexScoreMatcher
+from skconvexscore import ConvexDenoisingScoreMatcher, ConvexScoreMatcher
 from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
 from skconvexscore._programs import (
     ArrangementProgram,
@@ -196,3 +196,17 @@ def test_arrangement_program_objective_counts_active_points():
     np.testing.assert_allclose(values, np.maximum(program.features @ gates[0], 0))
     expected = (0.5 * values @ values + masks[:, 0].sum() * gates[0, 0]) / 30 + 0.5 * np.linalg.norm(gates[0, :2])
     assert program.objective_value(0, positive, negative, np.zeros(2), 0.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_zero_optimum_without_skip_connection_has_no_units(activation):
+    """Without skip connection the optimum at large alpha is the zero network: every block
+    Clarabel returns is residue, and the largest of them was the clearing reference."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    model = ConvexScoreMatcher(alpha=1.0, activation=activation, skip_connection=False,
+                               n_patterns=20, solver="cvxpy", random_state=0).fit(X)
+    assert model.n_neurons_ == 0 and model.objective_ == 0.0
+    dsm = ConvexDenoisingScoreMatcher(alpha=3.0, activation=activation, skip_connection=False,
+                                      noise_level=0.5, n_noise_samples=2, n_patterns=20,
+                                      solver="cvxpy", random_state=0).fit(X)
+    assert dsm.n_neurons_ == 0
