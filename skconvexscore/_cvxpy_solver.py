@@ -13,7 +13,7 @@ reported "optimal" for points from 1e-6 to 70 % above the optimum.
 
 import numpy as np
 
-from ._programs import SolverError, UnboundedProgramError
+from ._programs import SolverError, UnboundedProgramError, affine_residual
 from ._solution import OutputSolution, UnivariateSolution
 
 __all__ = ["solve_arrangement_output_cvxpy", "solve_univariate_cvxpy"]
@@ -419,9 +419,7 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
         # targets and alpha divided by t divide the solution by t, the value by t^2).
         y = program.targets[:, k]
         if program.skip_connection:
-            skip_design = np.column_stack([program.Z, np.ones(n)])
-            affine, *_ = np.linalg.lstsq(skip_design, y, rcond=None)
-            y = y - skip_design @ affine
+            affine, y = affine_residual(program.Z, y)
         size = float(np.sqrt(program.value_unit(k)))
         y = y / size
         q, r = np.linalg.qr(design)

@@ -427,12 +427,11 @@ def langevin_sample(
             data_scale = max(data_scale, 1.0 / math.sqrt(lipschitz))
         if not data_scale > 1e-12 * (1.0 + float(np.abs(data_center).max())):
             data_scale = 1.0
-    if data_radius is None:
-        data_radius = float(spread.max())
     largest_noise = 0.0 if noise_levels is None else float(np.max(noise_levels))
-    # a chain started far from the data (an array init) has not diverged while it comes back:
-    # the radius covers the starting points too
-    radius = max(data_radius, float(spread.max()), math.sqrt(d) * data_scale, math.sqrt(d) * largest_noise)
+    # the radius covers the starting points too: a chain started far from the data (an array
+    # init) has not diverged while it comes back
+    radius = max(float(spread.max()), 0.0 if data_radius is None else data_radius,
+                 math.sqrt(d) * data_scale, math.sqrt(d) * largest_noise)
     escape_radius = escape_factor * radius
 
     auto = None

@@ -249,6 +249,14 @@ class UnivariateProgram:
         return univariate_alpha_bound(self.x, self.activation, self.skip_connection)
 
 
+def affine_residual(Z, y):
+    """Least-squares affine fit of ``y`` on ``[Z, 1]``: its coefficients and residual."""
+    Z = np.asarray(Z, dtype=np.float64)
+    design = np.column_stack([Z, np.ones(Z.shape[0])])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return coef, y - design @ coef
+
+
 def _dsm_natural_scale(Z, y):
     """``mean(r^2)``, ``r`` the residual of the least-squares affine fit of ``y`` on ``[Z, 1]``.
 
@@ -260,11 +268,8 @@ def _dsm_natural_scale(Z, y):
     all but 1e-7 of ``mean(y^2)``, and a unit of ``mean(y^2)`` let solvers stop
     20 % above the optimum (above the affine fit itself).
     """
-    Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    design = np.column_stack([Z, np.ones(Z.shape[0])])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = y - design @ coef
+    _, residual = affine_residual(Z, y)
     natural = float(np.mean(residual**2))
     # rounding of the fit: the residual cannot be resolved below eps * |y|
     floor = float(np.mean(y**2)) * (64 * np.finfo(np.float64).eps) ** 2

@@ -251,13 +251,13 @@ class _SkipProblem:
         self.lam[1:-1] = lam_kink[1:-1]
         self.c_scale = (max(float(np.max(np.abs(self.c_f))), float(np.max(np.abs(self.c_U))))
                         + float(np.max(self.lam)) + 1e-300)
-        # scale of the kink multipliers nu, whose box is |nu| <= lam: a box
-        # violation is measured against it, not against c_scale. With DSM at
-        # small noise the fit coefficients c_f (targets ~ 1/sigma) dwarf lam,
-        # and violations of 10 lam passed as 1e-10 "relative": the kink-free
-        # line was certified 30 times above the optimum.
+        # scale of the kink multipliers nu, whose box is |nu| <= lam: c_scale
+        # without the fit coefficients. A box violation is measured against it:
+        # with DSM at small noise c_f (targets ~ 1/sigma) dwarfs lam, and
+        # violations of 10 lam passed as 1e-10 "relative" (the kink-free line
+        # was certified 30 times above the optimum).
         box = float(np.max(self.lam)) + float(np.max(np.abs(self.c_U)))
-        self.box_scale = min(self.c_scale, box) if box > 0 else self.c_scale
+        self.box_scale = box if box > 0 else self.c_scale
 
 
 def _build_skip(prob):
