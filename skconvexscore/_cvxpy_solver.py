@@ -384,6 +384,9 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     """
     import cvxpy as cp
 
+    exact = program.affine_solution(k)
+    if exact is not None:
+        return exact
     n, d, P = program.n, program.d, program.n_patterns
     features = program.features
     # column i (d + 1) + j of the design is S_i * features_j: u is pattern-major

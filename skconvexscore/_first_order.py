@@ -191,8 +191,14 @@ class _Tensors:
         # from (float32 storage would otherwise leave H slightly indefinite)
         stored = self.X.to(torch.float64).cpu().numpy()
         gram = stored.T @ stored
-        # pinv: a rank-deficient skip design (collinear data) still has a least-squares beta
-        pinv = np.linalg.pinv(gram)
+        # pseudo-inverse of the Gram from the singular values of the points: a
+        # rank-deficient skip design (collinear data) still has a least-squares beta,
+        # and pinv(gram) would cut at eps relative to s_max^2, dropping spreads below
+        # 1e-8 of the largest (anisotropic data, full rank): the solver then certified
+        # the optimum of a program without skip connection along them
+        _, sing, vt = np.linalg.svd(stored, full_matrices=False)
+        keep = sing > max(stored.shape) * np.finfo(np.float64).eps * sing[0]
+        pinv = (vt[keep].T / sing[keep] ** 2) @ vt[keep]
         self.M = as_t(pinv) if self.skip else None
         self.M64 = torch.as_tensor(pinv, device=device, dtype=torch.float64) if self.skip else None
         self.feature_gram = torch.as_tensor(gram / self.n, device=device, dtype=torch.float64)
@@ -375,6 +381,12 @@ def _project_violated_rows(U, t, rounds=3):
             rows = t.G[violated[:, j], j, None] * t.X[violated[:, j]]  # (m, d+1)
             U[j] -= torch.linalg.pinv(rows, rtol=1e-12) @ (rows @ U[j])
     return U
+
+
+def _is_certified(cert, tol):
+    """The stopping rule: gap and cone violation below ``tol``, dual residual below ``sqrt(tol)``."""
+    return (cert["relative_gap"] <= tol and cert["constraint_violation"] <= tol
+            and cert["dual_residual"] <= math.sqrt(tol))
 
 
 def _certify(op, U, clipped, tol):
@@ -860,13 +872,14 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
                       f"{cert['objective']: .10g} gap {cert['relative_gap']:.2e} viol "
                       f"{cert['constraint_violation']:.2e} dual {cert['dual_residual']:.2e} "
                       f"repair {cert['repair']:.2e}")
-            if (cert["relative_gap"] <= tol and cert["constraint_violation"] <= tol
-                    and cert["dual_residual"] <= math.sqrt(tol)):
+            if _is_certified(cert, tol):
                 break
             eps_admm = max(0.2 * eps_admm, 1e-13)
         if n_iter >= max_iter:
-            if cert is None:
-                cert = _certify(op, Z, work.multipliers(mu, rho_s), tol)
+            # the last iterate may pass although the residuals did not ask for a check
+            cert = _certify(op, Z, work.multipliers(mu, rho_s), tol)
+            if _is_certified(cert, tol):
+                break
             growing = watch_norm is not None and float(Z.norm()) > 100.0 * watch_norm
             hint = (
                 " The iterates were growing without bound: the score-matching program may be "
@@ -975,6 +988,9 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
         raise ValueError(f"tol must be positive, got {tol}.")
     max_iter = 50000 if max_iter is None else int(max_iter)
     dev, dt = _resolve_device_dtype(device, dtype)
+    exact = program.affine_solution(k)
+    if exact is not None:
+        return exact
     n, d, P = program.n, program.d, program.n_patterns
     memory = estimate_memory_bytes(n, P, d, torch.finfo(dt).bits // 8)
     if verbose:

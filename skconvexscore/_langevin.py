@@ -193,8 +193,11 @@ def warn_if_not_normalisable(networks, noise_levels=None, stacklevel=2):
     slope, or a constant score pointing outwards), so the model has no
     stationary law: Langevin chains that reach it drift away and are returned
     among the samples, however small the step. The check reads the score's
-    outer linear pieces only. Networks with ``d > 1`` are not checked (their
-    field has no density to normalise).
+    outer linear pieces only. With ``d > 1`` only the plainest case is caught:
+    a field that, far from the data, points back towards them along none of a
+    fixed set of directions (the zero score, for one). A field that points
+    outwards along some directions only is not reported: it may still carry
+    the chains round to where it pulls them back.
 
     Parameters
     ----------
@@ -216,11 +219,9 @@ def warn_if_not_normalisable(networks, noise_levels=None, stacklevel=2):
     """
     if not isinstance(networks, (list, tuple)):
         networks = [networks]
-    if networks[0].n_features != 1:
-        return True
     problems = []
     for level, network in enumerate(networks):
-        defects = _tail_report(network)
+        defects = _tail_report(network) if network.n_features == 1 else _far_field_report(network)
         if defects is None:
             continue
         where = ""
@@ -247,6 +248,29 @@ def _tail_report(network):
 
     defects = tail_defects(network)
     return "; ".join(defects) if defects else None
+
+
+def _far_field_report(network, n_directions=256):
+    """``None`` unless a ``d > 1`` ``network`` points back to its data along no direction.
+
+    Far from the kinks the score is positively homogeneous of degree 1 around
+    the origin, so ``u . s(o + R u)`` at a large ``R`` has the sign of its
+    radial part along ``u``. If it is nowhere negative, ``|x|^2`` grows under the
+    drift and the noise alike at large radius: the chains never come back. The
+    directions are the coordinate axes and a fixed pseudo-random set (the
+    caller's random state is not consumed).
+    """
+    d = network.n_features
+    directions = np.vstack([np.eye(d), -np.eye(d),
+                            np.random.default_rng(0).standard_normal((n_directions, d))])
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    norms = np.linalg.norm(network.hidden_weights, axis=1)
+    reach = np.abs(network.hidden_biases[norms > 0]) / norms[norms > 0]
+    radius = 1e3 * max(1.0, float(reach.max(initial=0.0)))
+    radial = np.einsum("ij,ij->i", directions, network.score(network.origin + radius * directions))
+    if np.any(radial < 0):
+        return None
+    return "far from the data its score points back towards them along no direction"
 
 
 def _level_ratios(noise_levels, n_networks):

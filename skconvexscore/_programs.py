@@ -83,9 +83,10 @@ def standardize(X):
     mean = X.mean(axis=0)
     centred = X - mean
     scale = float(np.sqrt(np.mean(centred**2)))
-    if not np.isfinite(scale) or scale <= 0.0 or scale < 1e-12 * max(
-        1.0, float(np.max(np.abs(mean)))
-    ):
+    # relative to the offset only: the programs are equivariant under scaling, so a
+    # spread of 1e-13 around 0 is as good as one of 1; the absolute floor keeps
+    # 1/scale^2 (skip weights, objectives) finite
+    if not np.isfinite(scale) or scale < max(1e-12 * float(np.max(np.abs(mean))), 1e-100):
         raise ValueError(
             "All samples are (numerically) the same point: the data have zero "
             "variance and no score can be fitted."
@@ -583,6 +584,49 @@ class ArrangementProgram:
         if self.objective == "dsm":
             return _value_unit(_dsm_natural_scale(self.Z, self.targets[:, k]))
         return _value_unit(self.d / np.sum(np.var(self.Z, axis=0)))
+
+    def skip_only_value(self, k):
+        r"""Output ``k``'s value at its best point without hidden units, or None without skip.
+
+        The skip connection is not penalised, so this point is feasible for
+        every ``alpha`` and no optimum lies above its value: for SM
+        ``-[\Sigma^{-1}]_{kk} / 2`` (the Gaussian score, ``\Sigma`` the
+        covariance of the points), for DSM half the mean square of the targets'
+        affine least-squares residual. Computed from the singular values of the
+        centred points rather than their Gram matrix, so that a direction whose
+        spread is 1e-8 of the largest keeps its digits.
+        """
+        if not self.skip_connection:
+            return None
+        if self.objective == "dsm":
+            _, residual = affine_residual(self.Z, self.targets[:, k])
+            return 0.5 * float(np.mean(residual**2))
+        _, sing, vt = np.linalg.svd(self.Z - self.Z.mean(axis=0), full_matrices=False)
+        return -0.5 * self.n * float(np.sum(vt[:, k] ** 2 / sing**2))
+
+    def affine_solution(self, k):
+        """DSM with skip connection: output ``k``'s optimum when its targets are affine, else None.
+
+        A constant feature makes its targets ``-eps / sigma`` exactly affine in
+        the noisy points (``c + sigma eps``): the optimum is the skip row alone,
+        with value 0 up to rounding. Its accuracy unit (the residual's mean
+        square) is then rounding noise, which no solver can work to.
+        """
+        if self.objective != "dsm" or not self.skip_connection:
+            return None
+        y = self.targets[:, k]
+        coef, residual = affine_residual(self.Z, y)
+        if float(np.mean(residual**2)) > 1e-20 * float(np.mean(y**2)):
+            return None
+        from ._solution import OutputSolution
+
+        none = np.zeros((self.n_patterns, self.d + 1))
+        row, intercept = coef[: self.d].copy(), float(coef[self.d])
+        return OutputSolution(
+            positive=none, negative=none.copy(), skip_row=row, intercept=intercept,
+            objective=self.objective_value(k, none, none, row, intercept), status="optimal",
+            duality_gap=0.0,
+        )
 
     def cone_violation(self, positive, negative):
         """Largest violation of the cone constraints, relative to the weights."""

@@ -424,3 +424,24 @@ def test_a_solver_failure_on_a_denoising_program_is_not_called_unbounded_score_m
         ConvexDenoisingScoreMatcher(noise_level=0.3, n_patterns=10, random_state=0,
                                     solver="cvxpy").fit(X)
     assert "Score matching" not in str(info.value)
+
+
+@pytest.mark.parametrize("solver", ["cvxpy", "first_order"])
+def test_a_constant_feature_is_fitted_by_the_skip_connection(solver):
+    """With feature 1 constant, its targets -eps/sigma are exactly affine in the noisy points
+    (x~ = c + sigma eps), so that output's optimum is the skip row -(x~ - c)/sigma^2 with value
+    0. Its accuracy unit was rounding noise (3e-26): Clarabel reported 'unbounded' and the
+    first-order gap never certified. The other output is the jittered data's fit."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2))
+    X[:, 1] = 5.0
+    model = ConvexDenoisingScoreMatcher(noise_level=0.1, n_patterns=20, n_noise_samples=2,
+                                        random_state=3, solver=solver).fit(X)
+    probe = np.column_stack([rng.standard_normal(7), 5.0 + 0.1 * rng.standard_normal(7)])
+    np.testing.assert_allclose(model.predict(probe)[:, 1], -(probe[:, 1] - 5.0) / 0.1**2,
+                               rtol=1e-9, atol=1e-9)
+    jitter = X.copy()
+    jitter[:, 1] += 1e-9 * rng.standard_normal(40)
+    reference = ConvexDenoisingScoreMatcher(noise_level=0.1, n_patterns=20, n_noise_samples=2,
+                                            random_state=3, solver="cvxpy").fit(jitter)
+    assert model.objective_ == pytest.approx(reference.objective_, rel=1e-4)

@@ -247,3 +247,39 @@ def test_cuda_agrees_with_cpu():
     assert_agrees(program, gpu32, cpu, rtol=1e-5)
     loose = solve_arrangement_output_first_order(program, 0, device="cuda:0", tol=1e-4)
     assert loose.objective == pytest.approx(cpu.objective, rel=1e-3)
+
+
+def test_a_certified_last_iterate_is_returned_at_max_iter():
+    """In the Gaussian regime the start is certified within a few iterations: reaching
+    max_iter there raised 'did not reach tol' while quoting a gap of -4e-16."""
+    program = make_program("sm", 2, 5.0)
+    reference = solve_arrangement_output_cvxpy(program, 0)
+    solution = solve_arrangement_output_first_order(program, 0, tol=1e-6, max_iter=5)
+    assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
+    assert solution.objective == pytest.approx(program.skip_only_value(0), rel=1e-9)
+
+
+def _anisotropic_points(n=150, seed=0):
+    """Correlated 2-D points whose spreads differ by 1e8 (1e4 and 1e-4), off-centre."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, 2)) @ np.array([[1.0, 0.0], [0.5, 0.8]])
+    return Z * np.array([1e4, 1e-4]) + np.array([5e3, -2.0])
+
+
+def test_anisotropic_points_keep_the_skip_connection_along_the_thin_direction():
+    """pinv of the Gram of the points cut the 1e-8 spread (its square is 1e-16 of the
+    largest): the skip connection lost that direction and a near-zero score was certified,
+    objective -3.6e-9 for the Gaussian's -1.07e8. At a large alpha the optimum is the
+    Gaussian score -Sigma^-1 (x - mean), with value -tr(Sigma^-1)/2."""
+    from skconvexscore import ConvexScoreMatcher
+
+    X = _anisotropic_points()
+    precision = np.linalg.inv(np.cov(X.T, bias=True))
+    gaussian = -(X - X.mean(axis=0)) @ precision
+    model = ConvexScoreMatcher(alpha=1e9, n_patterns=20, random_state=0,
+                               solver="first_order").fit(X)
+    assert model.objective_ == pytest.approx(-0.5 * np.trace(precision), rel=1e-6)
+    score = model.predict(X)
+    for k in range(2):  # each coordinate to its own scale (they differ by 1e16)
+        np.testing.assert_allclose(score[:, k], gaussian[:, k], rtol=0,
+                                   atol=1e-6 * np.abs(gaussian[:, k]).max())

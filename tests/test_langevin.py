@@ -396,6 +396,23 @@ def test_non_normalisable_univariate_model_warns():
         normalisable.sample(10, n_steps=5, random_state=0)
 
 
+def test_a_field_that_nowhere_points_back_warns_in_two_dimensions():
+    # without skip connection, alpha = 1.5 leaves no unit: the score is 0, the chains random-walk
+    # (spread ~14 after the default steps, for data of spread 1); 1-D warned, 2-D was silent
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    flat = ConvexScoreMatcher(alpha=1.5, skip_connection=False, n_patterns=10, random_state=0).fit(X)
+    assert flat.n_neurons_ == 0
+    with pytest.warns(NonNormalisableModelWarning, match="points back towards them along no"):
+        flat.sample(10, n_steps=5, random_state=0)
+    # fitted fields that pull the chains back (with and without units) do not warn
+    for model in (ConvexScoreMatcher(alpha=0.05, n_patterns=30, random_state=0).fit(X),
+                  ConvexScoreMatcher(alpha=0.3, skip_connection=False, n_patterns=30,
+                                     random_state=0).fit(X)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.sample(10, n_steps=5, random_state=0)
+
+
 def test_divergence_with_the_automatic_step_blames_the_model():
     # abs units without a skip connection: the left tail's slope is +0.0128 beyond x = -3.36 and
     # the score turns outwards past x = -42.8; chains started at -70 leave the divergence radius

@@ -210,3 +210,34 @@ def test_zero_optimum_without_skip_connection_has_no_units(activation):
                                       noise_level=0.5, n_noise_samples=2, n_patterns=20,
                                       solver="cvxpy", random_state=0).fit(X)
     assert dsm.n_neurons_ == 0
+
+
+@pytest.mark.parametrize("scale", [1e-13, 1e-40])
+def test_standardize_accepts_a_tiny_spread_around_zero(scale):
+    """The programs are equivariant under scaling: a spread of 1e-13 around 0 is resolved
+    to 1e-15 and was rejected as 'the same point' by an absolute floor of 1e-12."""
+    X = np.random.default_rng(1).gamma(2.0, size=(40, 2))
+    Z, st = standardize(X * scale)
+    reference, _ = standardize(X)
+    np.testing.assert_allclose(Z, reference, rtol=0, atol=1e-12)
+    assert st.scale == pytest.approx(np.sqrt(np.mean((X - X.mean(axis=0)) ** 2)) * scale)
+    with pytest.raises(ValueError, match="zero variance"):
+        standardize(1e9 + 1e-6 * X)  # below rounding of the offset: not resolved
+
+
+def test_skip_only_value_is_the_gaussian_and_the_affine_least_squares_value():
+    rng = np.random.default_rng(2)
+    Z, _ = standardize(rng.normal(size=(60, 3)) @ np.diag([1.0, 1e-3, 1e-6]))
+    masks, gates = sample_patterns(Z, 5, "relu", np.random.RandomState(0))
+    precision = np.linalg.inv(np.cov(Z.T, bias=True))
+    sm = ArrangementProgram("sm", Z, masks, gates, 0.1, "relu", True)
+    for k in range(3):
+        # J_SM of s(z) = -precision (z - mean): mean(|s_k|^2)/2 - precision_kk
+        assert sm.skip_only_value(k) == pytest.approx(-0.5 * precision[k, k], rel=1e-8)
+    targets = rng.normal(size=(60, 3))
+    dsm = ArrangementProgram("dsm", Z, masks, gates, 0.1, "relu", True, targets)
+    design = np.column_stack([Z, np.ones(60)])
+    fit = design @ np.linalg.lstsq(design, targets, rcond=None)[0]
+    np.testing.assert_allclose([dsm.skip_only_value(k) for k in range(3)],
+                               0.5 * np.mean((targets - fit) ** 2, axis=0), rtol=1e-10)
+    assert ArrangementProgram("sm", Z, masks, gates, 0.1, "relu", False).skip_only_value(0) is None

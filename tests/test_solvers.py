@@ -1,0 +1,48 @@
+"""Choosing and running a backend: the checks every answer passes before it is returned."""
+
+import numpy as np
+import pytest
+
+import skconvexscore._solvers as solvers
+from skconvexscore._cvxpy_solver import solve_arrangement_output_cvxpy
+from skconvexscore._programs import ArrangementProgram, SolverError, sample_patterns, standardize
+from skconvexscore._solution import OutputSolution
+
+
+def _program(objective, alpha, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, 2))
+    targets = None
+    if objective == "dsm":
+        eps = rng.normal(size=X.shape)
+        Z, st = standardize(X + 0.3 * eps)
+        targets = -eps / 0.3 * st.scale
+    else:
+        Z, _ = standardize(X)
+    masks, gates = sample_patterns(Z, 10, "relu", np.random.RandomState(seed))
+    return ArrangementProgram(objective, Z, masks, gates, alpha, "relu", True, targets)
+
+
+@pytest.mark.parametrize("objective, alpha", [("sm", 0.05), ("dsm", 0.02)])
+def test_an_answer_above_the_skip_connection_alone_is_refused(objective, alpha, monkeypatch):
+    """The skip connection alone is feasible for every alpha, so a value above its value is
+    not an optimum, whatever the backend certified (on points with spreads 1e4 and 1e-4 both
+    backends returned such answers). Explicit cvxpy raises; auto falls back to the
+    first-order solver, which finds the optimum."""
+    program = _program(objective, alpha)
+    reference = [solve_arrangement_output_cvxpy(program, k) for k in range(2)]
+    for k, solution in enumerate(reference):
+        assert solution.objective < program.skip_only_value(k)  # units pay off here
+
+    def no_units(program, k, options, verbose):
+        none = np.zeros((program.n_patterns, 3))
+        return OutputSolution(none, none.copy(), np.zeros(2), 0.0,
+                              program.objective_value(k, none, none, np.zeros(2), 0.0))
+
+    monkeypatch.setattr(solvers, "solve_arrangement_output_cvxpy", no_units)
+    with pytest.raises(SolverError, match="skip connection alone"):
+        solvers.solve_arrangement(program, "cvxpy")
+    solutions, backend = solvers.solve_arrangement(program, "auto")
+    assert backend == "first_order"
+    for solution, expected in zip(solutions, reference):
+        assert solution.objective == pytest.approx(expected.objective, rel=1e-4)
