@@ -187,9 +187,11 @@ class _Tensors:
         self.G = torch.cat([signs, signs], dim=1)  # (n, 2P)
         self.S = torch.cat([out, -out], dim=1)  # sigma_j S_j, (n, 2P)
         self.trace_counts = as_t(program.trace_counts())  # (P,)
-        # from the stored points, so that P_perp projects exactly onto what H is built
-        # from (float32 storage would otherwise leave H slightly indefinite)
-        stored = self.X.to(torch.float64).cpu().numpy()
+        # the float64 program's points, not their (possibly float32) storage: H, the
+        # projection P_perp and the working-set rows describe the program that is
+        # certified (built from the rounded points, ADMM converged to the optimum of a
+        # program ~1e-6 away and float32 stalled at a gap of 1.1e-6 for tol = 1e-6)
+        stored = np.ascontiguousarray(program.features, dtype=np.float64)
         gram = stored.T @ stored
         # pseudo-inverse of the Gram from the singular values of the points: a
         # rank-deficient skip design (collinear data) still has a least-squares beta,
@@ -217,7 +219,7 @@ class _Tensors:
         f64 = torch.float64
         n, d, P = self.n, self.d, self.P
         width = P * (d + 1)
-        X = self.X.to(f64)
+        X = self.exact().X
         out = self.S[:, :P].to(f64)
         H = torch.zeros((width, width), device=self.device, dtype=f64)
         cross = torch.zeros((width, d + 1), device=self.device, dtype=f64)
@@ -492,7 +494,7 @@ class _Tensors64:
         self.X = as64(features)
         self.gates = as64(program.gates)
         self.trace_counts = as64(program.trace_counts())
-        self.M = as64(np.linalg.pinv(features.T @ features)) if self.skip else None
+        self.M = t.M64  # from the program's points already (None without skip)
 
     output = _Tensors.output
 
@@ -600,8 +602,9 @@ class _WorkingSet:
         import torch
 
         self.t = t
-        self.row_norms = t.X.norm(dim=1).to(torch.float64)
-        margins = (t.X @ t.gates.T).abs().to(torch.float64) / self.row_norms[:, None]  # (n, P)
+        X64 = t.exact().X
+        self.row_norms = X64.norm(dim=1)
+        margins = (X64 @ t.exact().gates.T).abs() / self.row_norms[:, None]  # (n, P)
         # the nearest row on each side of every pattern: with rows of one sign only, a
         # block with a bias and no input weights would be feasible (a free step on the
         # pattern's points, which ADMM exploits until the full check finds it)
@@ -625,7 +628,7 @@ class _WorkingSet:
         f64 = torch.float64
         patterns = torch.arange(t.P, device=t.device)[:, None]
         signs = t.G[:, : t.P].to(f64)[self.index, patterns]  # (P, m)
-        rows = t.X.to(f64)[self.index] / self.row_norms[self.index][..., None]
+        rows = t.exact().X[self.index] / self.row_norms[self.index][..., None]
         rows = rows * (signs * self.valid)[..., None]  # padding rows are zero
         self.rows = torch.cat([rows, rows])  # (2P, m, d+1): v blocks then w blocks
         self.grams = torch.einsum("pmc,pme->pce", rows, rows)  # (P, d+1, d+1)
@@ -665,7 +668,7 @@ class _WorkingSet:
         inverse = torch.where(live, 1.0 / torch.where(live, norms, 1.0), 0.0)
         carried = float((-self.apply(Z) * inverse[:, None]).max())
         threshold = max(threshold, 2.0 * carried)
-        values = (t.G.to(f64) * (t.X.to(f64) @ Z.T)) * inverse / self.row_norms[:, None]  # (n, 2P)
+        values = (t.G.to(f64) * (t.exact().X @ Z.T)) * inverse / self.row_norms[:, None]  # (n, 2P)
         worst = torch.minimum(values[:, : t.P], values[:, t.P:])  # (n, P)
         patterns = torch.arange(t.P, device=t.device)[:, None].expand_as(self.index)
         worst[self.index[self.valid], patterns[self.valid]] = 0.0  # already carried

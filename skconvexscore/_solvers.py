@@ -86,6 +86,13 @@ def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver
                 raise
     from ._first_order import solve_arrangement_first_order
 
+    unknown = set(options) - _FIRST_ORDER_ACCEPTS
+    if unknown:
+        raise ValueError(
+            f"solver_options {sorted(unknown)} are not options of the first-order solver, which "
+            f"takes {sorted(_FIRST_ORDER_ACCEPTS)}; tol and max_iter are the estimator's own "
+            f"parameters."
+        )
     try:
         solutions = solve_arrangement_first_order(
             program, tol=tol, max_iter=max_iter, verbose=verbose, n_jobs=n_jobs, **options
@@ -154,7 +161,9 @@ def _anisotropy_hint(Z):
 # n x P above which "auto" runs the first-order solver on the CPU: from here on
 # it is faster than Clarabel at the same certificate (docs/benchmarks.md).
 _FIRST_ORDER_MIN_SIZE = 50_000
+# options that name the first-order solver under "auto", and all that it takes
 _FIRST_ORDER_OPTIONS = {"device", "dtype"}
+_FIRST_ORDER_ACCEPTS = _FIRST_ORDER_OPTIONS | {"warm_start"}
 
 
 def _choose_arrangement_solver(program, options):
@@ -166,5 +175,12 @@ def _choose_arrangement_solver(program, options):
     the first-order solver, anything else is for CVXPY.
     """
     if options:
-        return "first_order" if set(options) <= _FIRST_ORDER_OPTIONS else "cvxpy"
+        first_order = set(options) & _FIRST_ORDER_OPTIONS
+        if first_order and not set(options) <= _FIRST_ORDER_ACCEPTS:
+            raise ValueError(
+                f"solver_options mix the first-order solver's {sorted(first_order)} with "
+                f"{sorted(set(options) - _FIRST_ORDER_ACCEPTS)}, which it does not take; "
+                f"pass solver='cvxpy' or solver='first_order' with options of that backend."
+            )
+        return "first_order" if first_order else "cvxpy"
     return "first_order" if program.n * program.n_patterns >= _FIRST_ORDER_MIN_SIZE else "cvxpy"

@@ -283,3 +283,19 @@ def test_anisotropic_points_keep_the_skip_connection_along_the_thin_direction():
     for k in range(2):  # each coordinate to its own scale (they differ by 1e16)
         np.testing.assert_allclose(score[:, k], gaussian[:, k], rtol=0,
                                    atol=1e-6 * np.abs(gaussian[:, k]).max())
+
+
+def test_float32_storage_reaches_the_default_tol_on_the_float64_program():
+    """H, the skip projection and the working-set rows were built from the float32-rounded
+    points: ADMM converged (residual 1e-15) to that nearby program's optimum and the float64
+    certificate stalled at a gap of 1.1e-6 > tol = 1e-6 (SolverError after 50,000
+    iterations). Built from the program's own points, float32 certifies what float64 does."""
+    from skconvexscore import ConvexScoreMatcher
+
+    X = np.random.default_rng(302).normal(size=(300, 2))
+    settings = dict(alpha=0.02, activation="abs", n_patterns=40, random_state=1)
+    reference = ConvexScoreMatcher(solver="cvxpy", **settings).fit(X)
+    model = ConvexScoreMatcher(solver="first_order", solver_options={"dtype": "float32"},
+                               **settings).fit(X)
+    assert model.objective_ == pytest.approx(reference.objective_, rel=1e-6)
+    assert model.duality_gap_ <= 1e-6 * max(1.0, abs(model.objective_))

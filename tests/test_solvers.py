@@ -46,3 +46,15 @@ def test_an_answer_above_the_skip_connection_alone_is_refused(objective, alpha, 
     assert backend == "first_order"
     for solution, expected in zip(solutions, reference):
         assert solution.objective == pytest.approx(expected.objective, rel=1e-4)
+
+
+@pytest.mark.parametrize("solver, options, message", [
+    ("first_order", {"devcie": "cpu"}, r"\['devcie'\] are not options of the first-order"),
+    ("first_order", {"max_iter": 10}, "tol and max_iter are the estimator's own"),
+    ("auto", {"device": "cpu", "max_iters": 3}, r"mix the first-order solver's \['device'\]"),
+])
+def test_solver_options_are_checked_before_they_reach_a_backend(solver, options, message):
+    """They were passed on unchecked: a TypeError naming an internal function, or Clarabel
+    rejecting 'device'."""
+    with pytest.raises(ValueError, match=message):
+        solvers.solve_arrangement(_program("sm", 0.05), solver, solver_options=options)
