@@ -224,9 +224,7 @@ def warn_if_not_normalisable(networks, noise_levels=None, stacklevel=2):
         defects = _tail_report(network) if network.n_features == 1 else _far_field_report(network)
         if defects is None:
             continue
-        where = ""
-        if len(networks) > 1 and noise_levels is not None:
-            where = f" at noise level {level + 1} of {len(networks)} (sigma={float(noise_levels[level]):.4g})"
+        where = _level_phrase(level, len(networks), noise_levels)
         problems.append(f"The model{where} is not normalisable: {defects}.")
     if not problems:
         return True
@@ -240,6 +238,13 @@ def warn_if_not_normalisable(networks, noise_levels=None, stacklevel=2):
         stacklevel=stacklevel,
     )
     return False
+
+
+def _level_phrase(level, n_levels, noise_levels):
+    """`` at noise level i of L (sigma=...)`` for annealed sampling, else ``""``."""
+    if n_levels <= 1 or noise_levels is None:
+        return ""
+    return f" at noise level {level + 1} of {n_levels} (sigma={float(noise_levels[level]):.4g})"
 
 
 def _tail_report(network):
@@ -524,9 +529,7 @@ def _warn_if_unstable(networks, steps, noise_levels):
     for level, (network, step) in enumerate(zip(networks, steps)):
         kappa = -float(np.min(network.piecewise().slopes))
         if kappa > 0 and step * kappa >= 4.0:
-            where = ""
-            if len(networks) > 1 and noise_levels is not None:
-                where = f" at noise level {level + 1} of {len(networks)} (sigma={float(noise_levels[level]):.4g})"
+            where = _level_phrase(level, len(networks), noise_levels)
             warnings.warn(
                 f"Langevin step {float(step):.4g}{where} is above the stability limit 4/kappa = "
                 f"{4.0 / kappa:.4g} of the score's steepest piece (slope {-kappa:.4g}): chains are "
@@ -625,9 +628,7 @@ def _run_chunk(x, drifts, steps, n_steps, generator, center, escape_radius, chec
 def _divergence_message(reason, level, step, n_steps, n_levels, step_size, steps, networks, auto,
                         data_scale, noise_levels, escape_radius):
     """Explain a divergence and name the step size to try."""
-    where = f"by step {step} of {n_steps}"
-    if n_levels > 1:
-        where += f" at noise level {level + 1} of {n_levels} (sigma={float(noise_levels[level]):.4g})"
+    where = f"by step {step} of {n_steps}" + _level_phrase(level, n_levels, noise_levels)
     if reason == "non-finite":
         what = "Langevin chains diverged: some became non-finite (inf/NaN)"
     else:

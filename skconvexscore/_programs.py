@@ -585,8 +585,8 @@ class ArrangementProgram:
             return _value_unit(_dsm_natural_scale(self.Z, self.targets[:, k]))
         return _value_unit(self.d / np.sum(np.var(self.Z, axis=0)))
 
-    def skip_only_value(self, k):
-        r"""Output ``k``'s value at its best point without hidden units, or None without skip.
+    def skip_only_values(self):
+        r"""Each output's value at its best point without hidden units, or None without skip.
 
         The skip connection is not penalised, so this point is feasible for
         every ``alpha`` and no optimum lies above its value: for SM
@@ -595,14 +595,18 @@ class ArrangementProgram:
         affine least-squares residual. Computed from the singular values of the
         centred points rather than their Gram matrix, so that a direction whose
         spread is 1e-8 of the largest keeps its digits.
+
+        Returns
+        -------
+        values : ndarray of shape (d,) or None
         """
         if not self.skip_connection:
             return None
         if self.objective == "dsm":
-            _, residual = affine_residual(self.Z, self.targets[:, k])
-            return 0.5 * float(np.mean(residual**2))
+            _, residual = affine_residual(self.Z, self.targets)
+            return 0.5 * np.mean(residual**2, axis=0)
         _, sing, vt = np.linalg.svd(self.Z - self.Z.mean(axis=0), full_matrices=False)
-        return -0.5 * self.n * float(np.sum(vt[:, k] ** 2 / sing**2))
+        return -0.5 * self.n * np.sum(vt**2 / sing[:, None] ** 2, axis=0)
 
     def affine_solution(self, k):
         """DSM with skip connection: output ``k``'s optimum when its targets are affine, else None.

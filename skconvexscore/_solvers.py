@@ -111,16 +111,16 @@ def solve_arrangement(program, solver="auto", *, tol=1e-6, max_iter=None, solver
 def _check_not_above_skip_only(program, solutions, backend, tol):
     """Raise SolverError if an output's value is above that of the skip connection alone.
 
-    That point is feasible for every alpha (:meth:`ArrangementProgram.skip_only_value`),
+    That point is feasible for every alpha (:meth:`ArrangementProgram.skip_only_values`),
     so an answer above it, beyond the solvers' accuracy, is not the optimum: on points
     whose spreads differ by 1e8 across directions a Gram-based step lost the thin
     direction and such answers were certified.
     """
+    bounds = program.skip_only_values()
+    if bounds is None:
+        return
     slack = 2.0 * max(tol, 1e-6)
-    for k, solution in enumerate(solutions):
-        bound = program.skip_only_value(k)
-        if bound is None:
-            continue
+    for k, (solution, bound) in enumerate(zip(solutions, bounds)):
         if solution.objective > bound + slack * (program.value_unit(k) + abs(bound)):
             raise SolverError(
                 f"the {backend} solver's answer for output {k} is not the optimum: its value "

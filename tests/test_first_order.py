@@ -256,7 +256,7 @@ def test_a_certified_last_iterate_is_returned_at_max_iter():
     reference = solve_arrangement_output_cvxpy(program, 0)
     solution = solve_arrangement_output_first_order(program, 0, tol=1e-6, max_iter=5)
     assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
-    assert solution.objective == pytest.approx(program.skip_only_value(0), rel=1e-9)
+    assert solution.objective == pytest.approx(program.skip_only_values()[0], rel=1e-9)
 
 
 def _anisotropic_points(n=150, seed=0):

@@ -225,7 +225,7 @@ def test_standardize_accepts_a_tiny_spread_around_zero(scale):
         standardize(1e9 + 1e-6 * X)  # below rounding of the offset: not resolved
 
 
-def test_skip_only_value_is_the_gaussian_and_the_affine_least_squares_value():
+def test_skip_only_values_are_the_gaussian_and_the_affine_least_squares_value():
     rng = np.random.default_rng(2)
     Z, _ = standardize(rng.normal(size=(60, 3)) @ np.diag([1.0, 1e-3, 1e-6]))
     masks, gates = sample_patterns(Z, 5, "relu", np.random.RandomState(0))
@@ -233,11 +233,11 @@ def test_skip_only_value_is_the_gaussian_and_the_affine_least_squares_value():
     sm = ArrangementProgram("sm", Z, masks, gates, 0.1, "relu", True)
     for k in range(3):
         # J_SM of s(z) = -precision (z - mean): mean(|s_k|^2)/2 - precision_kk
-        assert sm.skip_only_value(k) == pytest.approx(-0.5 * precision[k, k], rel=1e-8)
+        assert sm.skip_only_values()[k] == pytest.approx(-0.5 * precision[k, k], rel=1e-8)
     targets = rng.normal(size=(60, 3))
     dsm = ArrangementProgram("dsm", Z, masks, gates, 0.1, "relu", True, targets)
     design = np.column_stack([Z, np.ones(60)])
     fit = design @ np.linalg.lstsq(design, targets, rcond=None)[0]
-    np.testing.assert_allclose([dsm.skip_only_value(k) for k in range(3)],
+    np.testing.assert_allclose(dsm.skip_only_values(),
                                0.5 * np.mean((targets - fit) ** 2, axis=0), rtol=1e-10)
-    assert ArrangementProgram("sm", Z, masks, gates, 0.1, "relu", False).skip_only_value(0) is None
+    assert ArrangementProgram("sm", Z, masks, gates, 0.1, "relu", False).skip_only_values() is None
