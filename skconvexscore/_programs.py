@@ -272,9 +272,13 @@ def _dsm_natural_scale(Z, y):
     y = np.asarray(y, dtype=np.float64)
     _, residual = affine_residual(Z, y)
     natural = float(np.mean(residual**2))
-    # rounding of the fit: the residual cannot be resolved below eps * |y|
-    floor = float(np.mean(y**2)) * (64 * np.finfo(np.float64).eps) ** 2
-    return max(natural, floor) if natural > 0 else float(np.mean(y**2))
+    return max(natural, _dsm_rounding_floor(y)) if natural > 0 else float(np.mean(y**2))
+
+
+def _dsm_rounding_floor(y):
+    """``mean(y^2) (64 eps)^2``: residuals cannot be resolved below ``eps |y|``, nor DSM
+    values below this, whatever ``tol``."""
+    return float(np.mean(np.asarray(y, dtype=np.float64) ** 2)) * (64 * np.finfo(np.float64).eps) ** 2
 
 
 def _value_unit(natural):
@@ -584,6 +588,15 @@ class ArrangementProgram:
         if self.objective == "dsm":
             return _value_unit(_dsm_natural_scale(self.Z, self.targets[:, k]))
         return _value_unit(self.d / np.sum(np.var(self.Z, axis=0)))
+
+    def value_rounding(self, k):
+        """How far output ``k``'s values computed two ways may differ by rounding alone.
+
+        Zero for SM, whose values round relative to their size; for DSM the
+        floor of :func:`_dsm_rounding_floor`, which is all of the value when the
+        targets are affine up to rounding (a constant feature).
+        """
+        return _dsm_rounding_floor(self.targets[:, k]) if self.objective == "dsm" else 0.0
 
     def skip_only_values(self):
         r"""Each output's value at its best point without hidden units, or None without skip.

@@ -121,7 +121,8 @@ def _check_not_above_skip_only(program, solutions, backend, tol):
         return
     slack = 2.0 * max(tol, 1e-6)
     for k, (solution, bound) in enumerate(zip(solutions, bounds)):
-        if solution.objective > bound + slack * (program.value_unit(k) + abs(bound)):
+        allowed = slack * (program.value_unit(k) + abs(bound)) + program.value_rounding(k)
+        if solution.objective > bound + allowed:
             raise SolverError(
                 f"the {backend} solver's answer for output {k} is not the optimum: its value "
                 f"{solution.objective:.8g} is above {bound:.8g}, the value of the skip "

@@ -48,6 +48,29 @@ def test_an_answer_above_the_skip_connection_alone_is_refused(objective, alpha, 
         assert solution.objective == pytest.approx(expected.objective, rel=1e-4)
 
 
+def test_rounding_alone_does_not_fail_the_skip_only_check():
+    """With a constant feature that output's optimum is the skip row, value 0 up to rounding
+    (about 1e-29 here). Computed by two formulas, the value and the check's bound differed by
+    4 % of that on one machine (numpy 2.5), and both backends' answers were refused."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=40), np.full(40, 5.0)])
+    eps = rng.normal(size=X.shape)
+    Z, st = standardize(X + 0.1 * eps)
+    program = ArrangementProgram("dsm", Z, *sample_patterns(Z, 10, "relu", np.random.RandomState(0)),
+                                 0.02, "relu", True, -eps / 0.1 * st.scale)
+    bounds = program.skip_only_values()
+    exact = program.affine_solution(1)
+    assert exact is not None and 0 <= bounds[1] < 1e-25
+    reference = solve_arrangement_output_cvxpy(program, 0)
+    rounded = OutputSolution(exact.positive, exact.negative, exact.skip_row, exact.intercept,
+                             1.04 * bounds[1] + 1e-30)
+    solvers._check_not_above_skip_only(program, [reference, rounded], "cvxpy", 1e-6)
+    above = OutputSolution(exact.positive, exact.negative, exact.skip_row, exact.intercept,
+                           bounds[1] + 10 * program.value_rounding(1))
+    with pytest.raises(SolverError, match="output 1 is not the optimum"):
+        solvers._check_not_above_skip_only(program, [reference, above], "cvxpy", 1e-6)
+
+
 @pytest.mark.parametrize("solver, options, message", [
     ("first_order", {"devcie": "cpu"}, r"\['devcie'\] are not options of the first-order"),
     ("first_order", {"max_iter": 10}, "tol and max_iter are the estimator's own"),
