@@ -917,6 +917,8 @@ def _rebalance(rho, primal, dual, bound):
 def _stack_warm_start(warm_start, P, d):
     if warm_start is None:
         return None, None, None
+    if not isinstance(warm_start, OutputSolution):
+        raise ValueError(f"warm_start must be an OutputSolution, got {type(warm_start).__name__}.")
     pos = np.asarray(warm_start.positive, dtype=np.float64)
     neg = np.asarray(warm_start.negative, dtype=np.float64)
     if pos.shape != (P, d + 1) or neg.shape != (P, d + 1):
@@ -1077,8 +1079,14 @@ def solve_arrangement_first_order(program, tol=1e-6, max_iter=None, device="cpu"
     list of OutputSolution, one per output coordinate
     """
     dev, dt = _resolve_device_dtype(device, dtype)
-    if warm_start is not None and len(warm_start) != program.d:
-        raise ValueError(f"warm_start must hold one solution per output ({program.d}).")
+    if warm_start is not None and (
+        not isinstance(warm_start, (list, tuple)) or len(warm_start) != program.d
+        or not all(isinstance(solution, OutputSolution) for solution in warm_start)
+    ):
+        raise ValueError(
+            f"warm_start must be a list of {program.d} OutputSolution, one per output, from a "
+            f"program with the same patterns; got {type(warm_start).__name__}."
+        )
     tensors = _Tensors(program, dev, dt)
     return [
         solve_arrangement_output_first_order(

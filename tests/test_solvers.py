@@ -75,6 +75,8 @@ def test_rounding_alone_does_not_fail_the_skip_only_check():
     ("first_order", {"devcie": "cpu"}, r"\['devcie'\] are not options of the first-order"),
     ("first_order", {"max_iter": 10}, "tol and max_iter are the estimator's own"),
     ("auto", {"device": "cpu", "max_iters": 3}, r"mix the first-order solver's \['device'\]"),
+    ("first_order", {"warm_start": 3}, "warm_start must be a list of 2 OutputSolution"),
+    ("first_order", {"warm_start": [None, None]}, "warm_start must be a list of 2 OutputSolution"),
 ])
 def test_solver_options_are_checked_before_they_reach_a_backend(solver, options, message):
     """They were passed on unchecked: a TypeError naming an internal function, or Clarabel
