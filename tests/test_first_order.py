@@ -235,6 +235,7 @@ def test_importing_the_package_does_not_load_torch():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_cuda_agrees_with_cpu():
     program = make_program("sm", 3, 0.2)
     cpu = solve_arrangement_output_first_order(program, 0)
@@ -247,6 +248,35 @@ def test_cuda_agrees_with_cpu():
     assert_agrees(program, gpu32, cpu, rtol=1e-5)
     loose = solve_arrangement_output_first_order(program, 0, device="cuda:0", tol=1e-4)
     assert loose.objective == pytest.approx(cpu.objective, rel=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
+@pytest.mark.parametrize("Estimator", ["sm", "dsm"])
+def test_estimators_fit_on_cuda(Estimator):
+    """solver_options={"device": "cuda"} reaches the solver through fit, and the fitted
+    model is the CPU's (same patterns, certified float64 program) held in NumPy arrays."""
+    from skconvexscore import ConvexDenoisingScoreMatcher, ConvexScoreMatcher
+
+    X = np.random.default_rng(0).normal(size=(120, 2))
+    X[:, 0] += 2.0 * np.sign(X[:, 1])
+    if Estimator == "sm":
+        make = lambda **kw: ConvexScoreMatcher(alpha=0.1, n_patterns=30, random_state=0,  # noqa: E731
+                                               solver="first_order", **kw)
+    else:
+        make = lambda **kw: ConvexDenoisingScoreMatcher(  # noqa: E731
+            alpha=0.05, noise_level=0.3, n_noise_samples=2, n_patterns=30, random_state=0,
+            solver="first_order", **kw)
+    cpu = make().fit(X)
+    gpu = make(solver_options={"device": "cuda"}).fit(X)
+    objective = lambda model: np.sum(np.atleast_1d(model.objective_))  # noqa: E731
+    assert objective(gpu) == pytest.approx(objective(cpu), rel=1e-5, abs=1e-6)
+    arrays = [getattr(net, name) for net in gpu.networks_
+              for name in ("hidden_weights", "hidden_biases", "output_weights", "skip_weights")]
+    assert all(type(value) is np.ndarray for value in arrays)
+    assert not any(isinstance(value, torch.Tensor) for value in vars(gpu).values())
+    np.testing.assert_allclose(gpu.predict(X), cpu.predict(X), rtol=1e-2,
+                               atol=1e-2 * np.abs(cpu.predict(X)).max())
 
 
 def test_a_certified_last_iterate_is_returned_at_max_iter():

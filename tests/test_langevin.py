@@ -21,6 +21,14 @@ from skconvexscore._langevin import (
 from _builders import univariate_network
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# CPU always; CUDA (its default float32, and float64) where a GPU is present
+DEVICES = ["cpu", pytest.param("cuda", marks=[cuda, pytest.mark.cuda]),
+           pytest.param("cuda-float64", marks=[cuda, pytest.mark.cuda])]
+
+
+def on(device):
+    """sample()/langevin_sample keyword arguments for one entry of DEVICES."""
+    return {"device": "cuda", "dtype": "float64"} if device == "cuda-float64" else {"device": device}
 
 
 def gaussian_by_units(mean, var):
@@ -88,12 +96,13 @@ def test_gaussian_stationary_law(build):
     assert abs(samples.var() - var) > 4 * expected_var * np.sqrt(2.0 / n)
 
 
-def test_gaussian_2d_stationary_covariance():
+@pytest.mark.parametrize("device", DEVICES)
+def test_gaussian_2d_stationary_covariance(device):
     mean = np.array([1.0, -2.0])
     cov = np.array([[2.0, 0.6], [0.6, 0.5]])
     step, n = 0.3, 20000
     samples = langevin_sample(gaussian_by_skip(mean, cov), n, n_steps=400, step_size=step,
-                              init=np.zeros((n, 2)), random_state=1)
+                              init=np.zeros((n, 2)), random_state=1, **on(device))
     # C = Sigma (I - eps Sigma^{-1} / 4)^{-1}, eigen-direction by eigen-direction
     expected = cov @ np.linalg.inv(np.eye(2) - step * np.linalg.inv(cov) / 4.0)
     np.testing.assert_allclose(samples.mean(axis=0), mean, atol=4 * np.sqrt(np.diag(expected).max() / n))
@@ -137,7 +146,8 @@ def test_univariate_drift_is_the_score_of_the_units(activation):
                                  -2.0, 0.5, activation)
     x = torch.as_tensor(4.0 * rng.normal(size=(1, 2000)))
     drift = torch.empty_like(x)
-    _drift(network, lambda a: torch.as_tensor(a, dtype=torch.float64))(x, drift)
+    state = torch.cat([x, torch.ones_like(x)])
+    _drift(network, lambda a: torch.as_tensor(a, dtype=torch.float64))(state, drift)
     with torch.no_grad():
         by_units = network.to_torch()(x.T).T
     np.testing.assert_allclose(drift.numpy(), by_units.numpy(), rtol=0,
@@ -165,26 +175,31 @@ def test_separable_2d_model_matches_exact_product_law():
     assert stats.ks_2samp(samples[:, 1], exact[:, 1]).pvalue > 1e-3
 
 
-def test_fitted_ring_radius_distribution():
+@pytest.mark.parametrize("device", DEVICES)
+def test_fitted_ring_radius_distribution(device):
     rng = np.random.default_rng(0)
     angle = rng.uniform(0, 2 * np.pi, 80)
     radius = 2.0 + 0.2 * rng.normal(size=80)
     X = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
     model = ConvexScoreMatcher(alpha=0.05, n_patterns=60, random_state=0).fit(X)
-    samples = model.sample(2000, n_steps=300, random_state=0)
+    samples = model.sample(2000, n_steps=300, random_state=0, **on(device))
+    np.testing.assert_array_equal(samples, model.sample(2000, n_steps=300, random_state=0,
+                                                        **on(device)))
     sample_radius = np.linalg.norm(samples - X.mean(axis=0), axis=1)
     data_radius = np.linalg.norm(X - X.mean(axis=0), axis=1)
     assert stats.ks_2samp(sample_radius, data_radius).pvalue > 1e-3
     assert np.mean(sample_radius < 1.0) < 0.02  # the hole stays empty
 
 
-def test_annealed_langevin():
+@pytest.mark.parametrize("device", DEVICES)
+def test_annealed_langevin(device):
     # level i: the score of N(0, 1 + sigma_i^2) (Gaussian data smoothed at sigma_i)
     levels = np.array([2.0, 0.5, 0.1])
     networks = [gaussian_by_skip(0.0, 1.0 + s**2) for s in levels]
     step, n = 0.01, 5000
     samples = langevin_sample(networks, n, n_steps=2500, step_size=step, noise_levels=levels,
-                              init=np.random.default_rng(0).normal(0, 3, (n, 1)), random_state=0)
+                              init=np.random.default_rng(0).normal(0, 3, (n, 1)), random_state=0,
+                              **on(device))
     expected = stationary_variance(1.0 + levels[-1] ** 2, step)
     assert samples.var() == pytest.approx(expected, abs=4 * expected * np.sqrt(2.0 / n))
     with pytest.raises(ValueError, match="decreasing"):
@@ -242,7 +257,8 @@ def test_annealed_auto_step_widens_the_floor_with_the_noise_level():
     assert samples.var() == pytest.approx(expected, abs=4 * expected * np.sqrt(2.0 / n))
 
 
-def test_annealed_auto_step_samples_the_smallest_level_of_a_fitted_model():
+@pytest.mark.parametrize("device", DEVICES)
+def test_annealed_auto_step_samples_the_smallest_level_of_a_fitted_model(device):
     # alpha = 100 leaves no hidden unit: every level's score is linear, so the smallest level's
     # law is the Gaussian N(m_L, v_L) with v_L = -1/slope, sampled exactly by method="exact"
     X = 50 + 2 * np.random.default_rng(0).standard_normal((200, 1))
@@ -251,7 +267,7 @@ def test_annealed_auto_step_samples_the_smallest_level_of_a_fitted_model():
     assert all(net.n_units == 0 for net in model.networks_)
     variances = np.array([-1.0 / net.piecewise().slopes[0] for net in model.networks_])
     n = 2000
-    samples = model.sample(n, n_steps=500, random_state=3)[:, 0]
+    samples = model.sample(n, n_steps=500, random_state=3, **on(device))[:, 0]
     exact = model.sample(n, method="exact", random_state=1)[:, 0]
     # started at the data jittered by sigma_1 (variance var(X) + 100): after 500 steps per level
     # the recursion leaves 4.06 against v_L = 3.98 (the old automatic step left 11.1)
@@ -294,13 +310,14 @@ def test_float32_on_cpu():
     assert samples.dtype == np.float64 and np.all(np.isfinite(samples))
 
 
-def test_chains_move_relative_to_the_origin():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[cuda, pytest.mark.cuda])])
+def test_chains_move_relative_to_the_origin(device):
     # N(1e7, 1) in float32: 1e7 has a resolution of 1.0 there, the chains do not
     network = ScoreNetwork(np.zeros((0, 1)), np.zeros(0), np.zeros((0, 1)), -np.eye(1), np.zeros(1),
                            origin=[1e7])
     n, step = 4000, 0.1
     samples = langevin_sample(network, n, n_steps=300, step_size=step, init=np.full((n, 1), 1e7),
-                              dtype="float32", random_state=0)[:, 0] - 1e7
+                              dtype="float32", random_state=0, device=device)[:, 0] - 1e7
     var = stationary_variance(1.0, step)
     assert abs(samples.mean()) < 4 * np.sqrt(var / n)
     assert samples.var() == pytest.approx(var, rel=0.1)
