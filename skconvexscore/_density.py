@@ -59,9 +59,12 @@ __all__ = [
     "tail_defects",
 ]
 
-# Relative size below which a piece's score slope counts as exactly zero (the
-# slopes are sums of products of weights, exact zeros only up to rounding).
-_SLOPE_RTOL = 1e-9
+# Relative size below which a TAIL's score slope counts as exactly zero (the
+# slopes are sums of products of weights, exact zeros only up to rounding: a few
+# eps times ``scale``). Only the two tails are rounded: interior slopes are
+# integrated exactly whatever their size, and zeroing them (near the bound
+# ``scale`` reaches 1e13, so slopes of thousands) made ``l`` jump at kinks.
+_SLOPE_RTOL = 1e-12
 # Below |alpha| h^2 = this, the quadratic term changes the integrand by less
 # than 1e-8 relative and the closed forms would lose digits to cancellation:
 # the segment is integrated as an exponential.
@@ -177,9 +180,15 @@ def tail_defects(network):
 
 
 def _rounded_slopes(pieces):
-    """The pieces' slopes, with those that are zero up to rounding set to exactly zero."""
-    # a slope that is zero up to rounding is zero (Laplace tails stay Laplace)
-    return np.where(np.abs(pieces.slopes) <= _SLOPE_RTOL * max(pieces.scale, 1e-300), 0.0, pieces.slopes)
+    """The pieces' slopes, with tail slopes that are zero up to rounding set to exactly zero."""
+    # a tail slope that is zero up to rounding is zero (Laplace tails stay Laplace);
+    # interior slopes are kept as they are (the score is what ``predict`` returns)
+    slopes = np.array(pieces.slopes, dtype=np.float64, copy=True)
+    tol = _SLOPE_RTOL * max(pieces.scale, 1e-300)
+    for end in (0, -1):
+        if abs(slopes[end]) <= tol:
+            slopes[end] = 0.0
+    return slopes
 
 
 def _tail_defects(slopes, score_at_kinks, breakpoints):

@@ -117,6 +117,24 @@ def test_nearly_coincident_kinks():
     assert stats.kstest(density.sample(5000, random_state=0), density.cdf).pvalue > 1e-3
 
 
+def test_slopes_are_kept_whatever_the_scale_of_the_weights():
+    """A steep narrow piece (two units of weight 2e11, 1e-9 apart) makes the weights' scale 4e11.
+    Slopes below 1e-9 of that were set to zero on every piece: the slope -301 on (-1, 1) and the
+    tails -1 vanished (near the bound such fits are common: slopes of thousands were zeroed).
+    Only tails that are zero up to rounding (1e-12 of the scale) may be rounded."""
+    network = univariate_network([1.0] * 4, [1.0, -1.0, -5.0, -5.0 - 1e-9],
+                                 [-300.0, 300.0, 2e11, -2e11], -1.0, 0.0)
+    density = PiecewiseQuadraticDensity(network)
+    x = np.array([-3.0, -0.5, 0.5, 3.0, 8.0])
+    np.testing.assert_allclose(density.score(x), network.score(x[:, None])[:, 0], rtol=1e-12)
+    # log-density differences are integrals of the score, across kinks too
+    for lo, hi in [(-0.5, 0.5), (-3.0, 0.0), (0.0, 3.0), (5.5, 8.0)]:
+        rise, _ = integrate.quad(lambda t: network.score(np.array([[t]]))[0, 0], lo, hi,
+                                 points=[-1.0, 1.0], epsabs=1e-12, epsrel=1e-12)
+        difference = density.log_density(np.array([hi])) - density.log_density(np.array([lo]))
+        assert difference[0] == pytest.approx(rise, rel=1e-9, abs=1e-9)
+
+
 def test_density_far_from_zero_is_the_shifted_density():
     # the same network written around 1e6: kinks at 1e6 - 1 and 1e6 + 1.5, where
     # positions would keep ~1e-10 of their digits
