@@ -425,7 +425,13 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
             affine, y = affine_residual(program.Z, y)
         size = float(np.sqrt(program.value_unit(k)))
         y = y / size
-        q, r = np.linalg.qr(design)
+        # a thin SVD truncated at the design's numerical rank, not a QR: the design is
+        # rank deficient whenever the patterns outnumber the points or share columns
+        # (abs: S_i = 2 D_i - 1), and the QR's R then keeps rows of rounding noise that
+        # left Clarabel at "optimal_inaccurate" on a 60-point, 21-pattern program
+        left, sing, right = np.linalg.svd(design, full_matrices=False)
+        rank = int(np.sum(sing > max(design.shape) * np.finfo(np.float64).eps * sing[0]))
+        q, r = left[:, :rank], sing[:rank, None] * right[:rank]
         inside = q.T @ y
         outside = y - q @ inside
         objective = (0.5 * cp.sum_squares(r @ u - inside) / n

@@ -71,6 +71,36 @@ def test_rounding_alone_does_not_fail_the_skip_only_check():
         solvers._check_not_above_skip_only(program, [reference, above], "cvxpy", 1e-6)
 
 
+def test_the_dsm_reference_solves_a_rank_deficient_design():
+    """60 noisy points, abs with skip: the 60 x 66 design has rank 49. Its QR kept rows of
+    rounding noise and Clarabel stopped at 'optimal_inaccurate' (SolverError); the program
+    written out directly is solved, and so is the reference on the design's numerical range."""
+    import cvxpy as cp
+
+    rng = np.random.default_rng(5)
+    X = 2 * np.vstack([rng.normal([-2, 0], 0.6, (15, 2)), rng.normal([2, 0.5], 0.6, (15, 2))]) + 3
+    noise = np.random.RandomState(3)
+    seed, eps = noise.randint(np.iinfo(np.int32).max), noise.standard_normal((2, 30, 2))
+    Z, st = standardize(X)
+    noisy = (Z[None] + 0.8 / st.scale * eps).reshape(-1, 2)
+    targets = (-eps * st.scale / 0.8).reshape(-1, 2)
+    masks, gates = sample_patterns(noisy, 30, "abs", np.random.RandomState(seed))
+    program = ArrangementProgram("dsm", noisy, masks, gates, 0.002, "abs", True, targets)
+    n, P = program.n, program.n_patterns
+    features, sign = np.column_stack([noisy, np.ones(n)]), np.where(masks, 1.0, -1.0)
+    positive, negative = cp.Variable((P, 3)), cp.Variable((P, 3))
+    row, intercept = cp.Variable(2), cp.Variable()
+    fit = cp.sum(cp.multiply(sign, features @ (positive - negative).T), axis=1) + noisy @ row + intercept
+    penalty = cp.sum(cp.norm(positive[:, :2], 2, axis=1)) + cp.sum(cp.norm(negative[:, :2], 2, axis=1))
+    direct = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(fit - targets[:, 0]) / n + 0.002 * penalty),
+                        [cp.multiply(sign, features @ positive.T) >= 0,
+                         cp.multiply(sign, features @ negative.T) >= 0])
+    direct.solve(solver=cp.CLARABEL)
+    assert direct.status == "optimal"
+    solution = solve_arrangement_output_cvxpy(program, 0)
+    assert solution.objective == pytest.approx(direct.value, rel=1e-7)
+
+
 @pytest.mark.parametrize("solver, options, message", [
     ("first_order", {"devcie": "cpu"}, r"\['devcie'\] are not options of the first-order"),
     ("first_order", {"max_iter": 10}, "tol and max_iter are the estimator's own"),
