@@ -127,7 +127,8 @@ class _BaseConvexScore(BaseEstimator):
                 bool(self.skip_connection),
                 None if targets is None else targets[order, 0],
             )
-        masks, gates = sample_patterns(Z, self.n_patterns, self.activation, rng)
+        masks, gates = sample_patterns(Z, self.n_patterns, self.activation, rng,
+                                       keep_full=not self.skip_connection)
         return ArrangementProgram(
             objective, Z, masks, gates, float(self.alpha), self.activation,
             bool(self.skip_connection), targets,

@@ -394,8 +394,8 @@ def recover_arrangement(program, solutions, standardization, cone_nudge=_CONE_NU
     pattern on the points is exactly ``D_i`` (points on the cone's boundary
     would otherwise depend on the derivative convention at 0). A unit with a
     zero input weight is a constant (its weight decay vanishes as its bias
-    grows); the programs exclude the all-active pattern, the only one that
-    admits such a unit.
+    grows): it is added to the output bias (only the all-active pattern,
+    kept without skip connection, admits such a unit).
 
     Parameters
     ----------
@@ -417,9 +417,11 @@ def recover_arrangement(program, solutions, standardization, cone_nudge=_CONE_NU
     bias = np.array([s.intercept for s in solutions], dtype=np.float64) if skip else np.zeros(d)
     for k, solution in enumerate(solutions):
         for weights, sign in ((solution.positive, 1.0), (solution.negative, -1.0)):
-            # a block with a zero slope is zero: its pattern is neither empty
-            # nor full, so the cone forces its bias to zero as well
+            # a block with a zero slope is zero unless its pattern is all-active (kept
+            # without skip connection): it is then a constant, the limit of a unit with a
+            # vanishing slope and a growing bias whose weight decay vanishes
             keep = _nonzero(np.linalg.norm(weights[:, :d], axis=1))
+            bias[k] += sign * float(np.sum(weights[~keep, d]))
             if not np.any(keep):
                 continue
             v = _nudge_into_cone(weights[keep], gates[keep], signs[:, keep], features, cone_nudge)

@@ -427,7 +427,7 @@ def gaussian_regime_alpha(x):
 # --------------------------------------------------------------------------
 
 
-def sample_patterns(Z, n_patterns, activation, random_state):
+def sample_patterns(Z, n_patterns, activation, random_state, keep_full=False):
     """Sample gates and keep the distinct, non-empty activation patterns.
 
     Gates ``g ~ N(0, I_{d+1})`` act on ``[Z, 1]``. For each distinct pattern the
@@ -436,12 +436,14 @@ def sample_patterns(Z, n_patterns, activation, random_state):
     the cone boundary. For ``activation="abs"`` a pattern and its complement
     give the same units and are merged.
 
-    The all-active pattern is dropped too. Its units are affine on the data
-    with a free intercept: with skip connection they duplicate ``V x + c``
-    (a ray of optimal solutions that stalls interior-point solvers), and
-    without one they would add a free output constant that the exact 1-D
-    program (kinks at data points, math notes 3.2) does not have. Dropping it
-    keeps the two consistent; nested gate sets still give nested patterns.
+    The all-active pattern is dropped unless ``keep_full``. Its units are
+    affine on the data with a free intercept: with skip connection they
+    duplicate ``V x + c`` (a ray of optimal solutions that stalls
+    interior-point solvers), so it is dropped. Without skip connection it is
+    the only pattern whose units are affine (a linear map at the cost of one
+    unit, and the free output constant that unpenalised biases give the
+    network): it is a pattern of math notes 4 like any other and must be kept
+    (``keep_full=True``), or the program's optimum lies above the network's.
 
     Parameters
     ----------
@@ -450,6 +452,8 @@ def sample_patterns(Z, n_patterns, activation, random_state):
         Number of gates drawn.
     activation : {"relu", "abs"}
     random_state : numpy.random.Generator or RandomState
+    keep_full : bool, default=False
+        Keep the all-active pattern (for programs without skip connection).
 
     Returns
     -------
@@ -467,7 +471,7 @@ def sample_patterns(Z, n_patterns, activation, random_state):
         masks[:, flip] = ~masks[:, flip]
         gates[flip] *= -1
         pre[:, flip] *= -1
-    keep = masks.any(axis=0) & ~masks.all(axis=0)
+    keep = masks.any(axis=0) & (keep_full | ~masks.all(axis=0))
     masks, gates, pre = masks[:, keep], gates[keep], pre[:, keep]
     margin = np.abs(pre).min(axis=0)
     keys = np.packbits(masks, axis=0).T

@@ -8,11 +8,12 @@ import torch
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvexscore import ConvexScoreMatcher, ScoreNetwork, gaussian_regime_alpha
-from skconvexscore._programs import SolverError
+from skconvexscore._programs import SolverError, sample_patterns, standardize
 
 from _builders import bimodal, minimise_with_adam, mixture_2d
 
@@ -193,6 +194,50 @@ def test_recovered_network_reproduces_objective_2d():
         model = ConvexScoreMatcher(alpha=0.1, activation=activation, n_patterns=50, random_state=0).fit(X)
         assert model.n_neurons_ > 0
         assert model.networks_[0].sm_objective(X, 0.1) == pytest.approx(model.objective_, rel=1e-5)
+
+
+def _sm_program_value(Z, masks, alpha, activation):
+    """math notes 4.1 without skip connection, summed over outputs, written out with cvxpy."""
+    import cvxpy as cp
+
+    n, d = Z.shape
+    features = np.column_stack([Z, np.ones(n)])
+    active = masks.astype(float)
+    sign = 2 * active - 1
+    gate = active if activation == "relu" else sign  # phi(x~ u) on each cone, and its slope
+    total = 0.0
+    for k in range(d):
+        positive, negative = cp.Variable((masks.shape[1], d + 1)), cp.Variable((masks.shape[1], d + 1))
+        fit = cp.sum(cp.multiply(gate, features @ (positive - negative).T), axis=1)
+        trace = gate.sum(axis=0) @ (positive[:, k] - negative[:, k])
+        penalty = cp.sum(cp.norm(positive[:, :d], 2, axis=1)) + cp.sum(cp.norm(negative[:, :d], 2, axis=1))
+        problem = cp.Problem(cp.Minimize((0.5 * cp.sum_squares(fit) + trace) / n + alpha * penalty),
+                             [cp.multiply(sign, features @ positive.T) >= 0,
+                              cp.multiply(sign, features @ negative.T) >= 0])
+        problem.solve(solver=cp.CLARABEL)
+        total += problem.value
+    return total
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+@pytest.mark.parametrize("solver", ["cvxpy", "first_order"])
+def test_without_skip_connection_the_all_active_pattern_is_kept(activation, solver):
+    """math notes 4 keep every non-empty pattern. Without skip connection the all-active one is
+    the only pattern whose units are affine on the data (a linear map for one unit's weight
+    decay, and the output constant that unpenalised biases give): it was dropped, and
+    objective_ sat at -1.1731 (relu) and -1.5279 (abs) above the optima -1.4230 and -1.5935
+    over the same gates."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2)) @ np.array([[1.0, 0.4], [0.0, 0.7]]) + 1.0
+    model = ConvexScoreMatcher(alpha=0.3, activation=activation, skip_connection=False,
+                               n_patterns=60, random_state=0, solver=solver).fit(X)
+    Z, standardization = standardize(X)
+    masks = sample_patterns(Z, 60, activation, check_random_state(0))[0]
+    assert not masks.all(axis=0).any()
+    masks = np.column_stack([masks, np.ones(len(Z), bool)])
+    reference = _sm_program_value(Z, masks, 0.3, activation) / standardization.scale**2
+    assert model.objective_ == pytest.approx(reference, rel=1e-5)
+    assert model.networks_[0].sm_objective(X, 0.3) == pytest.approx(reference, rel=1e-5)
 
 
 # --------------------------------------------------------------------------
