@@ -34,6 +34,10 @@ _VERIFY_RTOL = 1e-7
 _MAX_RUNS = 4
 # Line-search directions whose estimated decrease is re-evaluated exactly.
 _N_CHECKED_DIRECTIONS = 5
+# An SM answer this many value units below zero is checked for a direction of
+# unbounded descent before it is returned (Clarabel reported "optimal" at
+# -3e10 on a program below its bound).
+_SUSPECT_VALUE = 1e4
 
 
 def _clear_residue(magnitudes, skip=0.0):
@@ -360,6 +364,53 @@ def solve_univariate_cvxpy(program, solver_options=None, verbose=False):
     )
 
 
+def _recession_cost(program, k, solver_options=None):
+    r"""Least slope of output ``k``'s SM objective along a direction that keeps the fit.
+
+    Along blocks in their cones whose fit on the data is zero (skip part
+    included) the objective changes linearly, by ``trace / n + alpha pen``
+    per unit of the direction: the program is unbounded below iff that slope
+    is negative for some direction. With ``pen <= 1`` this is a bounded
+    program (value 0 when the program is bounded). Returns nan when it is not
+    solved to "optimal".
+    """
+    import cvxpy as cp
+
+    n, d, P = program.n, program.d, program.n_patterns
+    features = program.features
+    positive = cp.Variable((P, d + 1))
+    negative = cp.Variable((P, d + 1))
+    fit = cp.sum(cp.multiply(program.output_masks, features @ (positive - negative).T), axis=1)
+    trace = program.trace_counts() @ (positive[:, k] - negative[:, k])
+    if program.skip_connection:
+        row, c = cp.Variable(d), cp.Variable()
+        fit = fit + program.Z @ row + c
+        trace = trace + n * row[k]
+    pen = (cp.sum(cp.norm(positive[:, :d], 2, axis=1))
+           + cp.sum(cp.norm(negative[:, :d], 2, axis=1)))
+    constraints = [fit == 0, pen <= 1,
+                   cp.multiply(program.signs, features @ positive.T) >= 0,
+                   cp.multiply(program.signs, features @ negative.T) >= 0]
+    problem = cp.Problem(cp.Minimize(trace / n + program.alpha * pen), constraints)
+    status, _, _ = _run(problem, solver_options, False)
+    return float(problem.value) if status == "optimal" else float("nan")
+
+
+def _raise_if_unbounded(program, k, solver_options, failure):
+    """Raise UnboundedProgramError if output ``k``'s SM program has a descent ray.
+
+    Run only on an answer that failed or looks wrong (``failure`` says how):
+    a well-behaved solve costs nothing extra.
+    """
+    cost = _recession_cost(program, k, solver_options)
+    if cost < -1e-6 * program.alpha:
+        raise UnboundedProgramError(
+            f"the score-matching program of output {k} is unbounded below: a direction in "
+            f"the cones that leaves the fit unchanged lowers the objective by {-cost:.3g} "
+            f"per unit of weight norm (cvxpy: {failure})"
+        )
+
+
 def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=False):
     """Solve output ``k``'s cone-constrained program (math notes 4.1 / 4.2).
 
@@ -446,6 +497,10 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     problem = cp.Problem(cp.Minimize(objective), constraints)
     try:
         status, n_iter = _solve(problem, solver_options, verbose)
+    except SolverError as exc:
+        if program.objective == "sm":
+            _raise_if_unbounded(program, k, solver_options, "the solver failed")
+        raise
     except UnboundedProgramError as exc:
         if program.objective == "sm":
             raise
@@ -471,6 +526,9 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     if skip_row is not None:
         row, c = size * row + affine[:d], size * c + affine[d]
     value = program.objective_value(k, pos, neg, row, c)
+    if program.objective == "sm" and value < -_SUSPECT_VALUE * program.value_unit(k):
+        _raise_if_unbounded(program, k, solver_options,
+                            f"status {status!r} at the value {value:.3g}")
     if np.any(pos) or np.any(neg):
         # every block may be residue (an optimum without units, the zero network
         # without skip connection): the largest block is then no reference for clearing

@@ -5,7 +5,14 @@ import pytest
 
 import skconvexscore._solvers as solvers
 from skconvexscore._cvxpy_solver import solve_arrangement_output_cvxpy
-from skconvexscore._programs import ArrangementProgram, SolverError, sample_patterns, standardize
+from skconvexscore._first_order import solve_arrangement_first_order
+from skconvexscore._programs import (
+    ArrangementProgram,
+    SolverError,
+    UnboundedProgramError,
+    sample_patterns,
+    standardize,
+)
 from skconvexscore._solution import OutputSolution
 
 
@@ -99,6 +106,39 @@ def test_the_dsm_reference_solves_a_rank_deficient_design():
     assert direct.status == "optimal"
     solution = solve_arrangement_output_cvxpy(program, 0)
     assert solution.objective == pytest.approx(direct.value, rel=1e-7)
+
+
+def test_an_unbounded_program_that_clarabel_calls_optimal_is_refused():
+    """12 points in 2-D, ReLU without skip connection, alpha = 0.2: output 0 is unbounded
+    below (the first-order solver's iterates run away too), but Clarabel stopped at
+    'optimal' with the value -3.2e10 and the reference returned it. At alpha = 0.5 the same
+    program is bounded and is solved as before."""
+    Z, _ = standardize(np.random.default_rng(2).normal(size=(12, 2)))
+    masks, gates = sample_patterns(Z, 60, "relu", np.random.RandomState(0))
+    program = ArrangementProgram("sm", Z, masks, gates, 0.2, "relu", False)
+    with pytest.raises(UnboundedProgramError, match="output 0 is numerically unbounded below"):
+        solve_arrangement_first_order(program)
+    with pytest.raises(UnboundedProgramError, match="output 0 is unbounded below: a direction"):
+        solve_arrangement_output_cvxpy(program, 0)
+    bounded = ArrangementProgram("sm", Z, masks, gates, 0.5, "relu", False)
+    solution = solve_arrangement_output_cvxpy(bounded, 0)
+    assert solution.objective == pytest.approx(
+        solve_arrangement_first_order(bounded)[0].objective, rel=1e-4)
+
+
+def test_a_clarabel_failure_on_an_unbounded_program_says_unbounded():
+    """22 points in 2-D, ReLU with skip connection, alpha = 0.0845 (below the bound): Clarabel
+    fails outright, and the estimator said only that the program *may* be unbounded. The
+    recession check run on the failure proves it, as the first-order solver does."""
+    from skconvexscore import ConvexScoreMatcher
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(int(rng.integers(8, 25)), 2))
+    for solver in ("cvxpy", "first_order"):
+        model = ConvexScoreMatcher(alpha=0.08452, solver=solver, n_patterns=60, random_state=0)
+        with pytest.raises(ValueError, match="is unbounded below on these data") as caught:
+            model.fit(X)
+        assert not isinstance(caught.value, SolverError)
 
 
 @pytest.mark.parametrize("solver, options, message", [
