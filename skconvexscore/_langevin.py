@@ -52,6 +52,10 @@ _ESCAPE_FACTOR = 20.0
 # bounds memory (1e6 chains x 1000 units would be 8 GB in float64) and keeps
 # the buffer near cache on the CPU (2^19 measured fastest for d = 2).
 _CPU_CHUNK_ELEMENTS = 2**19
+# An explicit step in d > 1 is checked on the local Jacobians of at most this many starting
+# points, and within a budget of flops for their eigenvalues (20 points in 100-D).
+_STABILITY_POINTS = 4096
+_STABILITY_BUDGET = 2 * 10**7
 _GPU_CHUNK_ELEMENTS = 2**28
 
 
@@ -477,7 +481,7 @@ def langevin_sample(
         auto = step_size = auto_step_size(networks, data_scale, noise_levels=noise_levels)
     steps = step_size * ratios
     if auto is None:
-        _warn_if_unstable(networks, steps, noise_levels)
+        _warn_if_unstable(networks, steps, noise_levels, start)
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -521,26 +525,47 @@ def langevin_sample(
     return np.add(columns.T, origin, order="C")
 
 
-def _warn_if_unstable(networks, steps, noise_levels):
-    """Warn when a univariate level's step exceeds the stability limit of its steepest piece.
+def _warn_if_unstable(networks, steps, noise_levels, start):
+    r"""Warn when a level's step exceeds the stability limit of the score where it is steep.
 
     On a piece where the score has slope ``-kappa < 0`` the update is the AR(1) recursion with
-    factor ``1 - eps kappa / 2``: unstable for ``eps >= 4 / kappa`` (shared/design/math.md 5).
+    factor ``1 - eps kappa / 2``: unstable for ``eps > 4 / kappa`` (shared/design/math.md 5).
     Chains thrown out of a narrow steep piece need not diverge, so no error is raised, but the
-    samples then miss the model's law by far more than the O(eps) bias. Exact in 1-D; the
-    d > 1 bound on the Lipschitz constant is not tight enough to warn on.
+    samples then miss the model's law by far more than the O(eps) bias. In 1-D every piece is
+    checked. In d > 1 the score is affine on each activation region, where the update
+    multiplies deviations by ``I + (eps/2) J``; an eigenvalue ``lambda`` of ``J`` with
+    ``Re lambda < 0`` is overshot when ``|1 + eps lambda / 2| > 1``, i.e. ``eps > -4 Re lambda
+    / |lambda|^2`` (``4 / kappa`` for a real one). The regions checked are those of the
+    starting points ``start`` (a spread subset of them, see :data:`_STABILITY_POINTS`). A
+    locally expanding direction (``Re lambda >= 0``, between modes) is the model's, not the
+    step's, and is not reported.
     """
-    if networks[0].n_features != 1:
-        return
+    d = networks[0].n_features
+    if d > 1:
+        n_points = int(min(start.shape[0], _STABILITY_POINTS, max(8, _STABILITY_BUDGET // d**3)))
+        points = start[np.linspace(0, start.shape[0] - 1, n_points).astype(np.int64)]
     for level, (network, step) in enumerate(zip(networks, steps)):
-        kappa = -float(np.min(network.piecewise().slopes))
-        if kappa > 0 and step * kappa >= 4.0:
+        if d == 1:
+            rates = network.piecewise().slopes.astype(np.complex128)
+        else:
+            rates = np.linalg.eigvals(network.jacobians(points)).ravel()
+        rates = rates[rates.real < 0]
+        if rates.size == 0:
+            continue
+        limits = -4.0 * rates.real / np.abs(rates) ** 2
+        steepest = int(np.argmin(limits))
+        limit, rate = float(limits[steepest]), complex(rates[steepest])
+        if step >= limit:
             where = _level_phrase(level, len(networks), noise_levels)
+            growth = abs(1.0 + 0.5 * float(step) * rate)
+            rate = f"{rate.real:.4g}" if rate.imag == 0 else f"{rate:.4g}"
             warnings.warn(
-                f"Langevin step {float(step):.4g}{where} is above the stability limit 4/kappa = "
-                f"{4.0 / kappa:.4g} of the score's steepest piece (slope {-kappa:.4g}): chains are "
-                f"thrown out of it and the samples do not follow the model. Use step_size below "
-                f"{4.0 / kappa * float(steps[-1] / step):.4g}, or step_size='auto'.",
+                f"Langevin step {float(step):.4g}{where} is above the stability limit "
+                f"{limit:.4g} of the score where it is steepest (rate {rate}: the update "
+                f"multiplies deviations there by {growth:.4g} per step): chains are thrown "
+                f"out of it and the samples do not follow the "
+                f"model. Use step_size below {limit * float(steps[-1] / step):.4g}, or "
+                f"step_size='auto'.",
                 RuntimeWarning,
                 stacklevel=4,
             )

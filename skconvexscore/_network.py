@@ -137,6 +137,22 @@ class ScoreNetwork:
             deriv = np.where(pre == 0.0, at_kink, (pre > 0).astype(np.float64))
         return deriv @ gain + np.trace(self.skip_weights)
 
+    def jacobians(self, X):
+        r"""The Jacobians ``\nabla s(x)``, shape (n_samples, d, d).
+
+        Row ``k`` is ``sum_{j -> k} phi'(w_j . x + b_j) r_j w_j + V_k``: each
+        output's units are summed in one product, ``O(n_samples n_units d)``.
+        A pre-activation exactly zero counts as inactive (ReLU) or as 0 (abs).
+        """
+        X = np.asarray(X, dtype=np.float64)
+        pre = (X - self.origin) @ self.hidden_weights.T + self.hidden_biases
+        deriv = np.sign(pre) if self.activation == "abs" else (pre > 0).astype(np.float64)
+        jac = np.repeat(self.skip_weights[None], X.shape[0], axis=0)
+        for k in range(self.n_features):
+            units = np.flatnonzero(self.output_weights[:, k])
+            jac[:, k, :] += (deriv[:, units] * self.output_weights[units, k]) @ self.hidden_weights[units]
+        return jac
+
     def weight_decay(self):
         r"""``1/2 \sum_j (||w_j||^2 + ||a_j||^2)``; times ``alpha`` in the objectives."""
         return 0.5 * float(np.sum(self.hidden_weights**2) + np.sum(self.output_weights**2))

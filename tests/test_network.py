@@ -83,6 +83,18 @@ def test_torch_module_computes_the_same_score_and_trace(activation):
     np.testing.assert_allclose(trace.numpy(), net.jacobian_trace(X), atol=1e-12)
 
 
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_jacobians_are_autograds_and_their_trace_is_the_jacobian_trace(activation):
+    net = _random_network(3, 12, activation, seed=2)
+    X = np.random.default_rng(5).normal(size=(25, 3))
+    x = torch.tensor(X, requires_grad=True)
+    s = net.to_torch()(x)
+    rows = [torch.autograd.grad(s[:, k].sum(), x, retain_graph=True)[0] for k in range(3)]
+    jac = net.jacobians(X)
+    np.testing.assert_allclose(jac, torch.stack(rows, dim=1).numpy(), atol=1e-12)
+    np.testing.assert_allclose(np.trace(jac, axis1=1, axis2=2), net.jacobian_trace(X), atol=1e-12)
+
+
 def test_trace_at_a_kink_takes_the_smaller_one_sided_derivative():
     # s(x) = r relu(x); at x = 0 the one-sided derivatives are 0 and r
     for r, expected in ((2.0, 0.0), (-2.0, -2.0)):
