@@ -42,7 +42,7 @@ def _draw_noise(random_state, n_samples, n_features, n_noise_samples):
     """
     rng = check_random_state(random_state)
     pattern_seed = int(rng.randint(np.iinfo(np.int32).max))
-    eps = rng.standard_normal((n_noise_samples, n_samples, n_features))
+    eps = rng.standard_normal((int(n_noise_samples), n_samples, n_features))
     return eps, pattern_seed
 
 

@@ -462,7 +462,7 @@ def sample_patterns(Z, n_patterns, activation, random_state, keep_full=False):
     """
     n, d = Z.shape
     Zt = np.hstack([Z, np.ones((n, 1))])
-    gates = random_state.standard_normal((n_patterns, d + 1))
+    gates = random_state.standard_normal((int(n_patterns), d + 1))
     gates /= np.linalg.norm(gates, axis=1, keepdims=True)
     pre = Zt @ gates.T
     masks = pre >= 0
