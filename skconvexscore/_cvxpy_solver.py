@@ -318,6 +318,9 @@ def solve_univariate_cvxpy(program, solver_options=None, verbose=False):
     SolverError
         If no run gives an answer that passes the checks.
     """
+    exact = program.affine_solution()
+    if exact is not None:
+        return exact
     A = program.design_matrix()
     var = float(np.var(program.x))
     base = 1.0 / var if var > 0 and np.isfinite(var) else 1.0
@@ -497,7 +500,7 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
     problem = cp.Problem(cp.Minimize(objective), constraints)
     try:
         status, n_iter = _solve(problem, solver_options, verbose)
-    except SolverError as exc:
+    except SolverError:
         if program.objective == "sm":
             _raise_if_unbounded(program, k, solver_options, "the solver failed")
         raise

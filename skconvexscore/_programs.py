@@ -243,11 +243,47 @@ class UnivariateProgram:
             return _value_unit(_dsm_natural_scale(self.x[:, None], self.targets))
         return _value_unit(1.0 / np.var(self.x))
 
+    def affine_solution(self):
+        """DSM with skip connection: the optimum when the targets are affine, else None.
+
+        Two noisy points (``n_noise_samples=1`` on two points) always have
+        affine targets: the line through them, with no kink, is the optimum.
+        See :func:`affine_targets`.
+        """
+        if self.objective != "dsm" or not self.skip_connection:
+            return None
+        line = affine_targets(self.x[:, None], self.targets)
+        if line is None:
+            return None
+        from ._solution import UnivariateSolution
+
+        coef = np.zeros(self.n_atoms)
+        slope, intercept = float(line[0]), float(line[1])
+        return UnivariateSolution(
+            coef=coef, slope=slope, intercept=intercept,
+            objective=self.objective_value(coef, slope, intercept), status="optimal",
+            duality_gap=0.0,
+        )
+
     def well_posedness_bound(self):
         """Smallest ``alpha`` for which the program is bounded below (SM only)."""
         if self.objective == "dsm":
             return 0.0
         return univariate_alpha_bound(self.x, self.activation, self.skip_connection)
+
+
+def affine_targets(Z, y):
+    """The affine fit's coefficients ``(row, intercept)`` when ``y`` is affine in ``Z``, else None.
+
+    Affine up to rounding: the residual's mean square at most ``1e-20
+    mean(y^2)``. A DSM program with skip connection is then solved by its skip
+    part alone, at the value 0 up to rounding, which is also its accuracy unit
+    (:func:`_dsm_natural_scale`): no iterative solver can work to it.
+    """
+    coef, residual = affine_residual(Z, y)
+    if float(np.mean(residual**2)) > 1e-20 * float(np.mean(y**2)):
+        return None
+    return coef
 
 
 def affine_residual(Z, y):
@@ -635,9 +671,8 @@ class ArrangementProgram:
         """
         if self.objective != "dsm" or not self.skip_connection:
             return None
-        y = self.targets[:, k]
-        coef, residual = affine_residual(self.Z, y)
-        if float(np.mean(residual**2)) > 1e-20 * float(np.mean(y**2)):
+        coef = affine_targets(self.Z, self.targets[:, k])
+        if coef is None:
             return None
         from ._solution import OutputSolution
 

@@ -1523,6 +1523,9 @@ def solve_univariate_exact(program, tol=1e-8, max_iter=None, verbose=False):
 
 
 def _solve_univariate(program, tol, max_iter, verbose):
+    exact = program.affine_solution()
+    if exact is not None:
+        return exact
     if max_iter is None:
         max_iter = 200
     n = program.n

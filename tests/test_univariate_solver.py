@@ -574,6 +574,25 @@ def test_dsm_gap_is_relative_to_the_program_value():
     assert sol.objective == pytest.approx(ref.objective, rel=1e-9)
 
 
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_dsm_on_two_noisy_points_is_the_line_through_them(activation):
+    """Two noisy points (n_noise_samples=1 on two points) with a skip connection: the line
+    through them fits exactly with no unit, value 0. The program's accuracy unit is then
+    rounding noise (7e-28), and both solvers refused it ('rounding loss'), for every alpha."""
+    from skconvexscore import ConvexDenoisingScoreMatcher
+
+    program = UnivariateProgram("dsm", np.array([-1.0, 1.0]), 0.01, activation, True,
+                                targets=np.array([0.3, -2.7]))
+    for solution in (solve_univariate_exact(program), solve_univariate_cvxpy(program)):
+        assert (solution.slope, solution.intercept) == pytest.approx((-1.5, -1.2), rel=1e-14)
+        assert not np.any(solution.coef) and abs(solution.objective) < 1e-30
+    X = np.array([[0.0], [1.0]])
+    model = ConvexDenoisingScoreMatcher(n_noise_samples=1, activation=activation,
+                                        random_state=0).fit(X)
+    # a DSM value of 0 is an exact fit of both targets, by the line alone
+    assert model.n_neurons_ == 0 and abs(model.objective_) < 1e-28
+
+
 @pytest.mark.parametrize("activation,skip", VARIANTS)
 def test_dsm_with_small_targets_is_solved_to_their_scale(activation, skip):
     """Targets c y with weight decay c alpha: every coefficient scales by c and the value by
