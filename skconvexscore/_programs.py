@@ -287,8 +287,22 @@ def affine_targets(Z, y):
 
 
 def affine_residual(Z, y):
-    """Least-squares affine fit of ``y`` on ``[Z, 1]``: its coefficients and residual."""
+    """Least-squares affine fit of ``y`` on ``[Z, 1]``: its coefficients and residual.
+
+    One feature is fitted in closed form on centred points, in a few passes:
+    LAPACK's least squares took 2.2 s on the 1e7 noisy points of a 1-D DSM
+    program with a million points.
+    """
     Z = np.asarray(Z, dtype=np.float64)
+    if Z.shape[1] == 1:
+        x_mean, y_mean = float(np.mean(Z)), float(np.mean(y))
+        centred = Z[:, 0] - x_mean
+        spread = float(centred @ centred)
+        if spread > 0:
+            residual = y - y_mean
+            slope = float(centred @ residual) / spread
+            residual -= slope * centred
+            return np.array([slope, y_mean - slope * x_mean]), residual
     design = np.column_stack([Z, np.ones(Z.shape[0])])
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     return coef, y - design @ coef
