@@ -188,6 +188,19 @@ def test_recovered_network_reproduces_objective(d, activation):
     assert np.all(np.count_nonzero(model.output_weights_, axis=1) == 1)
 
 
+@pytest.mark.parametrize("solver", ["auto", "cvxpy", "first_order"])
+@pytest.mark.parametrize("n, d, copies", [(2, 2, 1), (2, 3, 2), (3, 3, 1)])
+def test_at_most_d_plus_one_noisy_points_are_fitted_by_the_skip_connection(n, d, copies, solver):
+    """With n K <= d + 1 noisy points the targets are affine in them: the skip connection
+    fits them exactly, value 0 up to rounding (~1e-31). The recovered network's value,
+    computed another way, differed from that by its own rounding, and the fit was refused
+    ('blocks violate their cone constraints')."""
+    X = np.random.default_rng(0).normal(size=(n, d))
+    model = ConvexDenoisingScoreMatcher(alpha=0.05, noise_level=0.3, n_noise_samples=copies,
+                                        n_patterns=30, random_state=0, solver=solver).fit(X)
+    assert model.n_neurons_ == 0 and 0 <= model.objective_ < 1e-28
+
+
 def test_more_patterns_never_raise_the_optimum_2d():
     X = mixture_2d(30, seed=9)
     values = [ConvexDenoisingScoreMatcher(alpha=0.02, noise_level=0.3, n_noise_samples=2, n_patterns=p,
