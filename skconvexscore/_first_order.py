@@ -129,6 +129,10 @@ _ROWS_ADDED_PER_ROUND = 2
 _WATCH_START = 50
 _RUNAWAY_FACTOR = 30.0
 _DIVERGENCE_FACTOR = 1e3
+# Growth with a falling value is confirmed by the exact descent-ray program
+# (:func:`~skconvexscore._cvxpy_solver._recession_cost`) up to this many cone
+# rows, n x 2P; past it the growth alone is reported, as numerical.
+_MAX_RAY_CHECK_ROWS = 200_000
 _TIGHT_THRESHOLDS = (1e-9, 1e-7, 1e-5, 1e-4, 1e-3, 1e-2)
 _MAX_SNAP_BLOCKS = 24
 # entries of one row chunk of Phi while forming H
@@ -345,19 +349,24 @@ def _group_prox(U, threshold, d):
 # --------------------------------------------------------------------------
 
 
-def _clean(U, tol, d):
+def _clean(U, tol, d, full=None):
     """Zero blocks that are solver noise.
 
-    A block whose input part ``u[:d]`` is zero must have a zero bias too (its
-    pattern has points on both sides, so ``G * (Zt u) >= 0`` forces it); blocks
-    far below the largest are first-order residue.
+    A block whose input part ``u[:d]`` is zero must have a zero bias too when
+    its pattern has points on both sides (``G * (Zt u) >= 0`` forces it); on
+    the all-active pattern (``full``, kept without skip connection) such a
+    block is a legitimate constant and is kept. Blocks far below the largest
+    are first-order residue.
     """
     import torch
 
     norms = U.norm(dim=-1)
     eps = torch.finfo(U.dtype).eps
     floor = max(1e-3 * tol, 100 * eps) * float(norms.max()) if norms.numel() else 0.0
-    dead = (U[..., :d].norm(dim=-1) == 0) | (norms <= floor)
+    flat = U[..., :d].norm(dim=-1) == 0
+    if full is not None:
+        flat = flat & ~full
+    dead = flat | (norms <= floor)
     return torch.where(dead.unsqueeze(-1), torch.zeros_like(U), U)
 
 
@@ -403,9 +412,9 @@ def _certify(op, U, clipped, tol):
     t = op.t
     n, d = t.n, t.d
     f64 = torch.float64
-    U = _clean(U.to(f64), tol, d)
     op64 = t.exact().output(op.k)
     t64 = op64.t
+    U = _clean(U.to(f64), tol, d, full=(t64.G > 0).all(dim=0))
     U = _project_violated_rows(U, t64)
     # Repair: move every block along its pattern's strictly interior gate until it
     # satisfies its cone constraints (tau_j = max_i -(K_j u_j)_i / (K_j g_j)_i). The
@@ -790,6 +799,7 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
     history = []
     cert = None
     watch_norm, next_test, objectives = None, math.inf, []
+    ray = []  # the descent-ray check's verdict, once run
     n_iter = 0
     while True:
         n_iter += 1
@@ -846,7 +856,8 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
                         f"{certificate['n_blocks']} unit(s))"
                     )
                 if (norm >= _DIVERGENCE_FACTOR * watch_norm and len(objectives) >= 4
-                        and all(b < a for a, b in zip(objectives[-4:-1], objectives[-3:]))):
+                        and all(b < a for a, b in zip(objectives[-4:-1], objectives[-3:]))
+                        and _confirms_descent_ray(t.program, op.k, ray)):
                     raise UnboundedProgramError(
                         f"the score-matching program of output {op.k} is numerically unbounded "
                         f"below at alpha={alpha:.6g}: the iterates grew {norm / watch_norm:.3g}-"
@@ -904,6 +915,24 @@ def _run(op, U0, multipliers, rho, tol, max_iter, verbose):
             rho_z, rho_s = new_z, new_s
             system = _SplitSystem(H, work.grams, rho_z, rho_s)
     return cert, n_iter, history, (rho_z, rho_s), work.multipliers(mu, rho_s)
+
+
+def _confirms_descent_ray(program, k, verdict):
+    """Whether growing iterates with a falling value may be called unbounded (SM, output k).
+
+    They are no proof: a bounded program whose optimum lies far out (41 points
+    in 2-D at alpha = 2/n, optimum -13.37 at a norm ~1e6) grows the same way
+    and was reported unbounded. Where the exact descent-ray program is small
+    enough it decides, once (``verdict`` caches it); without a ray the run
+    goes on and ends certified or as a SolverError.
+    """
+    if program.n * 2 * program.n_patterns > _MAX_RAY_CHECK_ROWS:
+        return True
+    if not verdict:
+        from ._cvxpy_solver import _recession_cost
+
+        verdict.append(bool(_recession_cost(program, k) < -1e-6 * program.alpha))
+    return verdict[0]
 
 
 def _rebalance(rho, primal, dual, bound):

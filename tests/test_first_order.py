@@ -35,10 +35,10 @@ def make_program(objective, d, alpha, activation="relu", skip=True, n=40, n_gate
     return ArrangementProgram(objective, Z, masks, gates, alpha, activation, skip, targets)
 
 
-def assert_agrees(program, solution, reference, rtol=1e-4, tol=1e-6):
+def assert_agrees(program, solution, reference, rtol=1e-4, tol=1e-6, k=0):
     assert solution.objective == pytest.approx(reference.objective, rel=rtol, abs=rtol)
     # the reported objective is the program's own value at the returned point
-    value = program.objective_value(0, solution.positive, solution.negative, solution.skip_row,
+    value = program.objective_value(k, solution.positive, solution.negative, solution.skip_row,
                                     solution.intercept)
     assert value == pytest.approx(solution.objective, rel=1e-9, abs=1e-12)
     assert program.cone_violation(solution.positive, solution.negative) <= tol
@@ -136,6 +136,41 @@ def test_bounded_program_near_its_bound_is_not_called_unbounded():
         assert not isinstance(exc, UnboundedProgramError), exc
     else:
         assert solution.objective == pytest.approx(reference.objective, rel=1e-4)
+
+
+def _skewed_points(seed=0):
+    rng = np.random.default_rng(seed)
+    d, n = 2, int(rng.integers(20, 45))  # 41 points
+    X = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * rng.uniform(0.2, 5) + rng.normal(size=d) * 3
+    return standardize(X)[0]
+
+
+def test_a_bounded_program_whose_optimum_lies_far_out_is_not_called_unbounded():
+    """41 points, relu with skip, alpha = 2/n: bounded (cvxpy's optimum is attained, at a
+    norm of about 1e6), but ADMM's iterates grow 1000-fold with falling values on the way,
+    and that alone was reported as 'numerically unbounded'. The exact descent-ray program
+    now decides; without a ray the run ends uncertified (SolverError)."""
+    Z = _skewed_points()
+    masks, gates = sample_patterns(Z, 30, "relu", np.random.RandomState(0))
+    program = ArrangementProgram("sm", Z, masks, gates, 2.0 / Z.shape[0], "relu", True)
+    assert np.isfinite(solve_arrangement_output_cvxpy(program, 0).objective)
+    with pytest.raises(SolverError, match="not certified") as caught:
+        solve_arrangement_output_first_order(program, 0, max_iter=20000)
+    assert not isinstance(caught.value, UnboundedProgramError)
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_a_constant_unit_without_skip_connection_is_kept(activation):
+    """Without skip connection the all-active pattern is kept (math notes 4), and a block
+    there with a bias and no input weight is the output's constant. The certificate zeroed
+    every such block, as if it broke its cone, and never certified (relative gap 50 for
+    relu at alpha = 0.122)."""
+    Z = _skewed_points()
+    masks, gates = sample_patterns(Z, 30, activation, np.random.RandomState(0), keep_full=True)
+    program = ArrangementProgram("sm", Z, masks, gates, 0.122, activation, False)
+    for k in range(2):
+        assert_agrees(program, solve_arrangement_output_first_order(program, k),
+                      solve_arrangement_output_cvxpy(program, k), k=k)
 
 
 def test_bias_only_blocks_cannot_cheat_the_working_set():
