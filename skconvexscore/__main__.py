@@ -5,8 +5,10 @@ Runs on an embedded data set generated in code (a 2-D ring by default, or a
 """
 
 import argparse
+import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -32,30 +34,70 @@ def make_dataset(name, random_state=0):
 
 
 def load_data(path):
-    """Read an (n_samples, n_features) array from ``.npy`` or CSV (header allowed)."""
-    if path.endswith(".npy"):
-        X = np.load(path)
-    else:
-        X = np.genfromtxt(path, delimiter=",", dtype=np.float64)
-        if X.ndim == 2 and np.all(np.isnan(X[0])):
-            X = X[1:]  # a header row
-    X = np.asarray(X, dtype=np.float64)
-    return X[:, None] if X.ndim == 1 else X
+    """Read an (n_samples, n_features) array from ``.npy`` or CSV (header allowed).
+
+    Raises ``ValueError`` with a message fit for the command line.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"--data {path!r}: no such file, and not an embedded data set "
+                         f"({', '.join(DATASETS)})")
+    try:
+        if path.lower().endswith(".npy"):
+            X = np.load(path, allow_pickle=False)
+        else:
+            # ndmin=2: one column stays (n, 1) and one row stays (1, d)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "Empty input file": reported below
+                X = np.genfromtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+            if X.size and np.all(np.isnan(X[0])):
+                X = X[1:]  # a header row
+        X = np.asarray(X, dtype=np.float64)
+    except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--data {path!r}: cannot read it as a comma-separated CSV or a .npy "
+                         f"array of numbers ({type(exc).__name__}: {exc})") from None
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"--data {path!r}: expected a 1-D or 2-D array (n_samples, n_features), "
+                         f"got shape {X.shape}")
+    if X.shape[0] < 2:
+        raise ValueError(f"--data {path!r}: need at least 2 samples (rows), got {X.shape[0]}")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"--data {path!r}: {int(bad.sum())} missing, non-numeric or infinite "
+                         f"value(s), first at data row {row + 1}, column {col + 1} (comma-separated "
+                         f"numbers expected; one header row is allowed)")
+    return X
 
 
-def choose_alpha(X, random_state=0):
+def choose_alpha(X, random_state=0, n_patterns=100):
     """Pick alpha by 3-fold GridSearchCV on the held-out Hyvarinen score."""
+    from sklearn.exceptions import FitFailedWarning
     from sklearn.model_selection import GridSearchCV
 
     from . import ConvexScoreMatcher
 
     n, d = X.shape
+    if n < 3:
+        raise ValueError(f"--alpha auto needs at least 3 samples for 3-fold cross-validation, got {n}")
     bound = (1.0 if d == 1 else 1.5 * d) / (2 * n // 3)  # well-posedness on a training fold
     grid = np.geomspace(2 * bound, 1.0, 6)
     search = GridSearchCV(
-        ConvexScoreMatcher(random_state=random_state), {"alpha": grid}, cv=3, error_score=np.nan
+        ConvexScoreMatcher(n_patterns=n_patterns, random_state=random_state), {"alpha": grid},
+        cv=3, error_score=np.nan,
     )
-    search.fit(X)
+    with warnings.catch_warnings():
+        # ill-posed grid values fail and score NaN: expected, not worth a page of tracebacks
+        warnings.simplefilter("ignore", FitFailedWarning)
+        warnings.filterwarnings("ignore", message="One or more of the test scores are non-finite")
+        try:
+            search.fit(X)
+        except ValueError as exc:
+            reason = [line for line in str(exc).splitlines() if line.strip()]
+            raise ValueError(f"--alpha auto: no alpha in {np.round(grid, 4).tolist()} could be "
+                             f"fitted on these data ({reason[-1] if reason else exc}); pass "
+                             "--alpha explicitly") from None
     return float(search.best_params_["alpha"])
 
 
@@ -79,7 +121,8 @@ def plot(model, X, path, samples=None):
         twin.set_ylabel("score  d/dx log p(x)")
         ax.set_xlabel("x")
         ax.set_ylabel("density")
-        ax.legend(loc="upper left")
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper left")
     else:
         fig, ax = plt.subplots(figsize=(6, 6))
         lo, hi = X[:, :2].min(axis=0) - 1, X[:, :2].max(axis=0) + 1
@@ -99,6 +142,30 @@ def plot(model, X, path, samples=None):
     plt.close(fig)
 
 
+def _alpha(text):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"alpha must be a positive finite number, got {text!r}")
+    return value
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    return parse
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m skconvexscore",
@@ -108,25 +175,58 @@ def main(argv=None):
         ),
     )
     parser.add_argument("--data", default="ring",
-                        help="a CSV or .npy file of shape (n_samples, n_features), or an embedded "
+                        help="a CSV (comma-separated, one header row allowed) or .npy file of "
+                             "shape (n_samples, n_features), or an embedded "
                              f"data set: {', '.join(DATASETS)} (default: ring, 200 points in 2-D)")
-    parser.add_argument("--alpha", default="auto",
+    parser.add_argument("--alpha", default="auto", type=_alpha,
                         help="weight decay; 'auto' (default) picks it by 3-fold GridSearchCV on the "
                              "held-out Hyvarinen score")
-    parser.add_argument("--n-patterns", type=int, default=100,
+    parser.add_argument("--n-patterns", type=_int_at_least(1), default=100,
                         help="sampled activation patterns for d >= 2 (default: 100)")
-    parser.add_argument("--samples", type=int, default=500,
+    parser.add_argument("--samples", type=_int_at_least(0), default=500,
                         help="Langevin samples to draw and plot (default: 500; 0 to skip)")
     parser.add_argument("--output", default="skconvexscore_demo.png",
                         help="path of the picture (default: skconvexscore_demo.png)")
     parser.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
 
+
+def _check_output(path):
+    """Fail before any fitting if the picture cannot be written; return the path written."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("the picture needs matplotlib: pip install 'skconvexscore[examples]'") from None
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    root, ext = os.path.splitext(path)
+    if not ext:
+        path = path + ".png"  # what savefig would write
+    elif ext[1:].lower() not in FigureCanvasBase.get_supported_filetypes():
+        raise ValueError(f"--output {path!r}: unsupported picture format {ext!r} "
+                         f"(use one of {', '.join(sorted(FigureCanvasBase.get_supported_filetypes()))})")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--output {path!r}: folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"--output {path!r} is a folder; give a file name")
+    return path
+
+
+def _run(args):
     from . import ConvexScoreMatcher
 
+    output = _check_output(args.output)
     X = make_dataset(args.data, args.random_state) if args.data in DATASETS else load_data(args.data)
     n, d = X.shape
-    alpha = choose_alpha(X, args.random_state) if args.alpha == "auto" else float(args.alpha)
+    alpha = (choose_alpha(X, args.random_state, args.n_patterns) if args.alpha == "auto"
+             else args.alpha)
     model = ConvexScoreMatcher(alpha=alpha, n_patterns=args.n_patterns, random_state=args.random_state)
     model.fit(X)
 
@@ -148,8 +248,8 @@ def main(argv=None):
     ]
     if samples is not None:
         lines.append(f"samples         {len(samples)} Langevin samples in {sample_time:.3f} s")
-    plot(model, X, args.output, samples)
-    lines.append(f"picture         {args.output}")
+    plot(model, X, output, samples)
+    lines.append(f"picture         {output}")
     print("\n".join(lines))
     return 0
 
