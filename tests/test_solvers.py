@@ -55,6 +55,30 @@ def test_an_answer_above_the_skip_connection_alone_is_refused(objective, alpha, 
         assert solution.objective == pytest.approx(expected.objective, rel=1e-4)
 
 
+def test_auto_falls_back_to_cvxpy_when_the_first_order_solver_does_not_certify(monkeypatch):
+    """"auto" picks the first-order solver by size; where ADMM did not certify within max_iter
+    (2-D bimodal SM at n = 1000 and 3000, 100 patterns: relative gap ~2e-4 after 50,000
+    iterations) fit raised, though Clarabel certifies those programs in 8-30 s."""
+    import skconvexscore._first_order as first_order
+
+    program = _program("sm", 0.05)
+    reference = [solve_arrangement_output_cvxpy(program, k) for k in range(2)]
+
+    def uncertified(*args, **kwargs):
+        raise SolverError("the first-order solver did not reach tol")
+
+    monkeypatch.setattr(first_order, "solve_arrangement_first_order", uncertified)
+    monkeypatch.setattr(solvers, "_FIRST_ORDER_MIN_SIZE", program.n * program.n_patterns)
+    solutions, backend = solvers.solve_arrangement(program, "auto")
+    assert backend == "cvxpy"
+    assert [s.objective for s in solutions] == [r.objective for r in reference]
+    with pytest.raises(SolverError, match="did not reach tol"):
+        solvers.solve_arrangement(program, "first_order")
+    monkeypatch.setattr(solvers, "_CVXPY_FALLBACK_MAX_SIZE", program.n * program.n_patterns - 1)
+    with pytest.raises(SolverError, match="did not reach tol"):
+        solvers.solve_arrangement(program, "auto")
+
+
 def test_rounding_alone_does_not_fail_the_skip_only_check():
     """With a constant feature that output's optimum is the skip row, value 0 up to rounding
     (about 1e-29 here). Computed by two formulas, the value and the check's bound differed by
