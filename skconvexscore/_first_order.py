@@ -1020,6 +1020,9 @@ def solve_arrangement_output_first_order(program, k, tol=1e-6, max_iter=None, de
         raise ValueError(f"k must be in [0, {program.d}), got {k}.")
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}.")
+    if max_iter is not None and (isinstance(max_iter, bool) or int(max_iter) != max_iter
+                                 or max_iter < 1):
+        raise ValueError(f"max_iter must be a positive integer or None, got {max_iter!r}.")
     max_iter = 50000 if max_iter is None else int(max_iter)
     dev, dt = _resolve_device_dtype(device, dtype)
     exact = program.affine_solution(k)

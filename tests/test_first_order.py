@@ -221,6 +221,13 @@ def test_small_targets_are_solved_to_their_scale():
         line, rel=1e-6)
 
 
+@pytest.mark.parametrize("max_iter", [0, -5, 2.7, True])
+def test_invalid_max_iter_is_a_clear_error(max_iter):
+    # 0 and -5 ran one iteration and reported "did not reach tol in max_iter=-5"; 2.7 became 2
+    with pytest.raises(ValueError, match="max_iter must be a positive integer"):
+        solve_arrangement_output_first_order(make_program("sm", 2, 0.2), 0, max_iter=max_iter)
+
+
 def test_max_iter_raises_solver_error_not_garbage():
     program = make_program("sm", 2, 0.2)
     with pytest.raises(SolverError, match="did not reach tol"):
