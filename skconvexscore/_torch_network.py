@@ -9,6 +9,11 @@ from ._devices import resolve_device, resolve_dtype
 
 __all__ = ["TorchScoreNetwork"]
 
+# Elements of the (rows x hidden units) activation per chunk of rows when no gradient is
+# recorded: a 1-D fit near the well-posedness bound has 1e4-1e5 units, and 1e5 query rows
+# would otherwise build a 1e5 x 1e4 float64 activation (8 GB, twice: pre-activation and phi).
+_FORWARD_CHUNK_ELEMENTS = 2**24
+
 
 class TorchScoreNetwork(nn.Module):
     r"""``s(x) = A^T phi(W (x - o) + b) + V (x - o) + c`` as a trainable module.
@@ -57,8 +62,16 @@ class TorchScoreNetwork(nn.Module):
                 param.data = torch.as_tensor(value, dtype=dtype, device=device).clone()
         return module
 
-    def forward(self, x):
-        x = x - self.origin
+    def _dense(self, x):
         pre = self.hidden(x)
         hidden = pre.abs() if self.activation == "abs" else torch.relu(pre)
         return self.output(hidden) + self.skip(x)
+
+    def forward(self, x):
+        x = x - self.origin
+        n_units = max(self.hidden.out_features, 1)
+        rows = max(1, _FORWARD_CHUNK_ELEMENTS // n_units)
+        if torch.is_grad_enabled() or x.dim() != 2 or x.shape[0] <= rows:
+            return self._dense(x)
+        # inference: bounded memory, the same numbers row by row
+        return torch.cat([self._dense(chunk) for chunk in torch.split(x, rows)])

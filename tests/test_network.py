@@ -95,6 +95,22 @@ def test_jacobians_are_autograds_and_their_trace_is_the_jacobian_trace(activatio
     np.testing.assert_allclose(np.trace(jac, axis1=1, axis2=2), net.jacobian_trace(X), atol=1e-12)
 
 
+def test_torch_inference_runs_in_row_chunks_with_the_same_numbers(monkeypatch):
+    """Without gradients the module evaluates rows in chunks: a fit near the bound has 1e4-1e5
+    units, and 2e4 rows took 4.4 GB in one (rows x units) activation."""
+    import skconvexscore._torch_network as torch_network
+
+    net = _random_network(2, 40, "relu", seed=4)
+    X = torch.tensor(np.random.default_rng(6).normal(size=(1000, 2)))
+    module = net.to_torch()
+    with torch.no_grad():
+        whole = module(X)
+        monkeypatch.setattr(torch_network, "_FORWARD_CHUNK_ELEMENTS", 40 * 64)
+        chunked = module(X)
+    np.testing.assert_allclose(chunked.numpy(), whole.numpy(), rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(chunked.numpy(), net.score(X.numpy()), atol=1e-12)
+
+
 def test_trace_at_a_kink_takes_the_smaller_one_sided_derivative():
     # s(x) = r relu(x); at x = 0 the one-sided derivatives are 0 and r
     for r, expected in ((2.0, 0.0), (-2.0, -2.0)):
