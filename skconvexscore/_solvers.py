@@ -33,7 +33,9 @@ def solve_univariate(program, solver="auto", *, tol=1e-8, max_iter=None, solver_
     if solver == "cvxpy":
         return solve_univariate_cvxpy(program, options, verbose), "cvxpy"
     if solver == "first_order":
-        raise ValueError("solver='first_order' is for d >= 2; use 'auto', 'univariate' or 'cvxpy' for 1-D data.")
+        # the wording "n_features = 1" is what sklearn's check_fit2d_1feature accepts
+        raise ValueError("solver='first_order' is for d >= 2 (got n_features = 1); use 'auto', "
+                         "'univariate' or 'cvxpy' for 1-D data.")
     if options:
         raise ValueError(
             f"solver='univariate' takes no solver_options (got {sorted(options)}); use tol and "
