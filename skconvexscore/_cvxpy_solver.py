@@ -367,6 +367,25 @@ def solve_univariate_cvxpy(program, solver_options=None, verbose=False):
     )
 
 
+def _blocks_in_cones(program):
+    """Output blocks ``v_i, w_i`` as cvxpy variables, their cone constraints and group penalty.
+
+    Returns ``(positive, negative, constraints, norm_sum)``: the blocks are
+    ``(P, d + 1)`` (bias last), the cones ``(2 D_i - I) X~ v_i >= 0`` (math
+    notes 4.1) and ``norm_sum`` the sum of the blocks' input-weight norms.
+    """
+    import cvxpy as cp
+
+    d, P = program.d, program.n_patterns
+    positive = cp.Variable((P, d + 1))
+    negative = cp.Variable((P, d + 1))
+    constraints = [cp.multiply(program.signs, program.features @ positive.T) >= 0,
+                   cp.multiply(program.signs, program.features @ negative.T) >= 0]
+    norm_sum = (cp.sum(cp.norm(positive[:, :d], 2, axis=1))
+                + cp.sum(cp.norm(negative[:, :d], 2, axis=1)))
+    return positive, negative, constraints, norm_sum
+
+
 def _recession_cost(program, k, solver_options=None):
     r"""Least slope of output ``k``'s SM objective along a direction that keeps the fit.
 
@@ -379,21 +398,16 @@ def _recession_cost(program, k, solver_options=None):
     """
     import cvxpy as cp
 
-    n, d, P = program.n, program.d, program.n_patterns
-    features = program.features
-    positive = cp.Variable((P, d + 1))
-    negative = cp.Variable((P, d + 1))
-    fit = cp.sum(cp.multiply(program.output_masks, features @ (positive - negative).T), axis=1)
+    n, d = program.n, program.d
+    positive, negative, constraints, pen = _blocks_in_cones(program)
+    fit = cp.sum(cp.multiply(program.output_masks, program.features @ (positive - negative).T),
+                 axis=1)
     trace = program.trace_counts() @ (positive[:, k] - negative[:, k])
     if program.skip_connection:
         row, c = cp.Variable(d), cp.Variable()
         fit = fit + program.Z @ row + c
         trace = trace + n * row[k]
-    pen = (cp.sum(cp.norm(positive[:, :d], 2, axis=1))
-           + cp.sum(cp.norm(negative[:, :d], 2, axis=1)))
-    constraints = [fit == 0, pen <= 1,
-                   cp.multiply(program.signs, features @ positive.T) >= 0,
-                   cp.multiply(program.signs, features @ negative.T) >= 0]
+    constraints += [fit == 0, pen <= 1]
     problem = cp.Problem(cp.Minimize(trace / n + program.alpha * pen), constraints)
     status, _, _ = _run(problem, solver_options, False)
     return float(problem.value) if status == "optimal" else float("nan")
@@ -449,19 +463,13 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
         blocks += [program.Z, np.ones((n, 1))]
     design = np.hstack(blocks)
 
-    positive = cp.Variable((P, d + 1))
-    negative = cp.Variable((P, d + 1))
+    positive, negative, constraints, norm_sum = _blocks_in_cones(program)
     parts = [cp.reshape(positive - negative, (P * (d + 1),), order="C")]
     skip_row = cp.Variable(d) if program.skip_connection else None
     intercept = cp.Variable(1) if program.skip_connection else None
     if skip_row is not None:
         parts += [skip_row, intercept]
     u = cp.hstack(parts)
-    signs = program.signs
-    constraints = [cp.multiply(signs, features @ positive.T) >= 0,
-                   cp.multiply(signs, features @ negative.T) >= 0]
-    norm_sum = (cp.sum(cp.norm(positive[:, :d], 2, axis=1))
-                + cp.sum(cp.norm(negative[:, :d], 2, axis=1)))
     size, affine = 1.0, np.zeros(d + 1)
     if program.objective == "dsm":
         # The fit 1/(2n) ||M u - y||^2 is stated through the thin QR factorisation

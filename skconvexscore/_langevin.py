@@ -529,12 +529,12 @@ def _warn_if_unstable(networks, steps, noise_levels, start):
     r"""Warn when a level's step exceeds the stability limit of the score where it is steep.
 
     On a piece where the score has slope ``-kappa < 0`` the update is the AR(1) recursion with
-    factor ``1 - eps kappa / 2``: unstable for ``eps > 4 / kappa`` (shared/design/math.md 5).
+    factor ``1 - eps kappa / 2``: unstable for ``eps >= 4 / kappa`` (shared/design/math.md 5).
     Chains thrown out of a narrow steep piece need not diverge, so no error is raised, but the
     samples then miss the model's law by far more than the O(eps) bias. In 1-D every piece is
     checked. In d > 1 the score is affine on each activation region, where the update
     multiplies deviations by ``I + (eps/2) J``; an eigenvalue ``lambda`` of ``J`` with
-    ``Re lambda < 0`` is overshot when ``|1 + eps lambda / 2| > 1``, i.e. ``eps > -4 Re lambda
+    ``Re lambda < 0`` is overshot when ``|1 + eps lambda / 2| >= 1``, i.e. ``eps >= -4 Re lambda
     / |lambda|^2`` (``4 / kappa`` for a real one). The regions checked are those of the
     starting points ``start`` (a spread subset of them, see :data:`_STABILITY_POINTS`). A
     locally expanding direction (``Re lambda >= 0``, between modes) is the model's, not the
@@ -558,10 +558,10 @@ def _warn_if_unstable(networks, steps, noise_levels, start):
         if step >= limit:
             where = _level_phrase(level, len(networks), noise_levels)
             growth = abs(1.0 + 0.5 * float(step) * rate)
-            rate = f"{rate.real:.4g}" if rate.imag == 0 else f"{rate:.4g}"
+            shown = f"{rate.real:.4g}" if rate.imag == 0 else f"{rate:.4g}"
             warnings.warn(
                 f"Langevin step {float(step):.4g}{where} is above the stability limit "
-                f"{limit:.4g} of the score where it is steepest (rate {rate}: the update "
+                f"{limit:.4g} of the score where it is steepest (rate {shown}: the update "
                 f"multiplies deviations there by {growth:.4g} per step): chains are thrown "
                 f"out of it and the samples do not follow the "
                 f"model. Use step_size below {limit * float(steps[-1] / step):.4g}, or "

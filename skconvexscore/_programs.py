@@ -18,6 +18,7 @@ Two families:
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -239,6 +240,12 @@ class UnivariateProgram:
         and, for DSM, the targets' mean square beyond their affine fit
         (:func:`_dsm_natural_scale`).
         """
+        return self._unit
+
+    @cached_property
+    def _unit(self):
+        # computed once: a DSM unit is an affine fit of every noisy point (30 ms at 1e6),
+        # and a solve and its checks ask for it several times
         if self.objective == "dsm":
             return _value_unit(_dsm_natural_scale(self.x[:, None], self.targets))
         return _value_unit(1.0 / np.var(self.x))
@@ -639,9 +646,15 @@ class ArrangementProgram:
         The natural scale is ``d / sum(var(Z))`` for SM and, for DSM, the mean
         square of ``y_k`` beyond its affine fit (:func:`_dsm_natural_scale`).
         """
+        return self._units[k]
+
+    @cached_property
+    def _units(self):
+        # computed once per program, as in UnivariateProgram.value_unit
         if self.objective == "dsm":
-            return _value_unit(_dsm_natural_scale(self.Z, self.targets[:, k]))
-        return _value_unit(self.d / np.sum(np.var(self.Z, axis=0)))
+            return tuple(_value_unit(_dsm_natural_scale(self.Z, self.targets[:, k]))
+                         for k in range(self.d))
+        return (_value_unit(self.d / np.sum(np.var(self.Z, axis=0))),) * self.d
 
     def value_rounding(self, k):
         """How far output ``k``'s values computed two ways may differ by rounding alone.
