@@ -538,6 +538,28 @@ def test_dense_regime_is_polished_to_the_exact_sparse_optimum():
     assert sol.objective == pytest.approx(interior_value, rel=1e-7)
 
 
+@pytest.mark.parametrize("objective,alpha", [("sm", 2.0), ("sm", 1.2), ("dsm", 1e-4),
+                                             ("dsm", 1e-3)])
+def test_abs_without_skip_dense_regime_is_polished_to_the_sparse_optimum(objective, alpha):
+    """Absolute value without skip connection where its atom working set gives up (near the
+    bound; DSM at small alpha): the folded QP's interior point left one unit per point. Its
+    active set, held exactly, gives the optimum of the dense reference with the reference's
+    sparsity: ~half the points near the SM bound, ~60 % of the noisy points at DSM alpha =
+    1e-4, ~20 % at 1e-3."""
+    rng = np.random.default_rng(0)
+    z, _ = _standardised(rng.standard_normal(60))
+    if objective == "sm":
+        program = _sm_program(z, alpha, "abs", False)
+    else:
+        program = _dsm_program(z, alpha, "abs", False, rng)
+    fast, ref = _agree(program)
+    assert fast.info["working_set"] is None and fast.info["active_set_polished"]
+    support = np.count_nonzero(fast.coef)
+    reference_support = np.count_nonzero(np.abs(ref.coef) > 1e-9 * np.max(np.abs(ref.coef)))
+    assert support < 0.7 * program.x.size if objective == "dsm" else support < z.size
+    assert abs(support - reference_support) <= 1
+
+
 def test_polish_settles_with_near_degenerate_kinks():
     """n = 5e4 bimodal at alpha = 2/n: a few kinks come out against the sign of their
     multiplier, each nearly free. Dropping them all made the active-set rounds cycle (the
