@@ -98,9 +98,10 @@ small, and every atom's gradient follows from the values by ``O(n)`` running
 sums, so the full program's optimality conditions are checked in atom space.
 It gives up beyond ``N/8`` (at most 400) atoms, or when dozens of atoms leave a
 quarter of the atoms violating, and the banded QP over every point runs. Its
-interior point is polished in the same way (:func:`_polish_banded`: the
-active rows' l1 terms linear, the others held at zero, on every variable)
-when the program has at most ``_POLISH_MAX_ROWS`` kinks.
+interior point is polished in the same way for the absolute value
+(:func:`_polish_banded`: the active rows' l1 terms linear, the others held at
+zero, on every variable) when the program has at most ``_POLISH_MAX_ROWS``
+kinks.
 
 Certificate. The method stops when the *relative KKT residual*
 
@@ -1255,9 +1256,9 @@ def _active_set_step(active, sign, kink, lam, nu, excess, gap_budget, floor):
 def _polish_banded(qp, nu, tol, max_rounds=12):
     r"""The exact, sparse optimum of a banded QP from its interior point's multipliers, or None.
 
-    The counterpart of :func:`_polish_active_set` for the QPs without skip
-    connection (:func:`_build_abs_noskip`, :func:`_build_relu_noskip`), on
-    every variable: with the active l1 rows and their signs read off the
+    The counterpart of :func:`_polish_active_set` for the QP of the absolute
+    value without skip connection (:func:`_build_abs_noskip`), on every
+    variable: with the active l1 rows and their signs read off the
     multipliers (``|nu| >= (1 - 1e-3) lam``, sign ``-sign(nu)``), their terms
     are linear, the other rows are held at zero as equalities, and one banded
     solve (:class:`_BandedKKT`) gives a point whose multipliers make the
@@ -1267,7 +1268,8 @@ def _polish_banded(qp, nu, tol, max_rounds=12):
     max |c|`` over the variables without curvature; otherwise the set is
     corrected (:func:`_active_set_step`), at most ``max_rounds`` solves; it
     gives up when a correction after the first changes more than a tenth of
-    the active rows (and more than 16): in the runs that settled, the first
+    the active rows (and more than 16), or when an active set comes back: in
+    the runs that settled, the first
     correction added up to a quarter (close to the bound, where the multipliers
     of many active rows are still inside ``(1 - 1e-3) lam``), the later ones at
     most 3 %.
@@ -1284,7 +1286,12 @@ def _polish_banded(qp, nu, tol, max_rounds=12):
     box = float(np.max(lam)) + float(np.max(np.abs(qp.c[qp.h == 0]), initial=0.0))
     active = np.flatnonzero(np.abs(nu) >= (1.0 - 1e-3) * lam)
     sign = -np.sign(nu[active])
+    seen = set()
     for rounds in range(max_rounds):
+        state = hash((active.tobytes(), sign.tobytes()))
+        if state in seen:
+            return None  # the corrections cycle
+        seen.add(state)
         held = np.ones(nl, dtype=bool)
         held[active] = False
         rows = np.flatnonzero(held)
@@ -1382,7 +1389,7 @@ def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, sl
     x, _, nu, n_iter, gap, res, _ = _interior_point(
         qp, tol, max_iter, verbose, slope_unit,
         fallback_width=_near_duplicate_width(np.diff(z), slope_unit))
-    x, zero_rows, gap, res, polished = _polish_or_round(qp, x, nu, tol, gap, res)
+    x, zero_rows, gap, res, polished = _polish_or_round(qp, x, nu, tol, gap, res, polish=False)
     u = np.diff(np.concatenate([[0.0], x[info["P"]]]))  # u_1..u_{N-1}
     w = np.diff(np.concatenate([x[info["Q"]], [0.0]]))  # w_2..w_N
     n_fwd = info["kept_fwd"].shape[0]
@@ -1397,23 +1404,29 @@ def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, sl
                         "active_set_polished": polished}}
 
 
-# Beyond this many l1 rows a round of _polish_banded (a full banded QP built anew) costs
-# more than a tenth of the interior point, and near the bound the rounds may not settle:
-# abs without skip connection at alpha = 2/n, n = 3e5, cycled through 12 rounds (4 s on a
-# 3.8 s solve), at n = 1e6 it added 24 s to 18 s.
-_POLISH_MAX_ROWS = 200_000
+# Beyond this many l1 rows the rounds of _polish_banded (each a full banded QP built anew,
+# about a tenth of the interior point) mostly do not settle near the bound, where a few
+# dozen near-degenerate kinks keep flipping: abs without skip connection at alpha = 2/n
+# failed after 12 rounds at n = 1e5 (normal and bimodal: 1.45 -> 3.35 s, 1.26 -> 2.45 s),
+# 3e5 (4 s on a 3.8 s solve) and 1e6 (24 s on 18 s); at 5e4 it settled after 11.
+_POLISH_MAX_ROWS = 50_000
 
 
-def _polish_or_round(qp, x, nu, tol, gap, res):
+def _polish_or_round(qp, x, nu, tol, gap, res, polish=True):
     """The polished point (:func:`_polish_banded`), or the interior point with its inactive rows.
 
-    Programs with more than ``_POLISH_MAX_ROWS`` kinks keep the interior point.
+    Programs with more than ``_POLISH_MAX_ROWS`` kinks keep the interior point,
+    and so does ReLU's forward/reversed QP (``polish=False``): where the skip
+    program's optimum is its optimum too, the forward and reversed kinks of a
+    point carry opposite multipliers, both rows read as active, and the
+    equality QP is singular (``F = -R`` is free): 124 of 150 programs failed
+    at the first factorisation.
 
     Returns ``(x, zero_rows, gap, res, polished)``; ``zero_rows`` marks the l1
     rows that are exactly zero (polished) or proven inactive by their
     multipliers (interior point, to be rounded by :func:`_certify`).
     """
-    polished = _polish_banded(qp, nu, tol) if qp.n_l1 <= _POLISH_MAX_ROWS else None
+    polished = _polish_banded(qp, nu, tol) if polish and qp.n_l1 <= _POLISH_MAX_ROWS else None
     if polished is not None:
         x, zero_rows, gap, res = polished
         return x, zero_rows, gap, res, True
