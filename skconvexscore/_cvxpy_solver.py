@@ -514,7 +514,15 @@ def solve_arrangement_output_cvxpy(program, k, solver_options=None, verbose=Fals
         raise
     except UnboundedProgramError as exc:
         if program.objective == "sm":
-            raise
+            # Clarabel's infeasibility certificate is numerical: on full-rank data 1e6 times
+            # wider along one axis it reported alpha = 50 unbounded (first-order: -0.70064)
+            _raise_if_unbounded(program, k, solver_options, f"status {exc}")
+            raise SolverError(
+                f"cvxpy reported the score-matching program of output {k} unbounded ({exc}), "
+                "but no direction in the cones that leaves the fit unchanged lowers the "
+                "objective: a numerical failure. Try solver='first_order', or rescale features "
+                "that differ by orders of magnitude."
+            ) from exc
         # least squares is bounded below by zero: the status is a numerical failure
         raise SolverError(
             f"cvxpy reported the denoising program of output {k} unbounded ({exc}), which "

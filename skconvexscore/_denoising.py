@@ -7,7 +7,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseConvexScore
@@ -67,19 +67,23 @@ def _noisy_sample(X, eps, noise_level):
 
 
 def _check_noise_levels(noise_level):
-    """The requested levels as a float array in decreasing (annealing) order."""
+    """The requested levels as a float array in decreasing (annealing) order.
+
+    Raises scikit-learn's InvalidParameterError (a ValueError), as the other
+    parameters' checks do.
+    """
     levels = np.asarray(noise_level, dtype=np.float64)
     if levels.ndim > 1 or levels.size == 0:
-        raise ValueError(
+        raise InvalidParameterError(
             "noise_level must be a positive float or a non-empty 1-D sequence of positive "
             f"floats, got {noise_level!r}."
         )
     levels = levels.reshape(-1)
     if not np.all(np.isfinite(levels)) or np.any(levels <= 0):
-        raise ValueError(f"Every noise level must be finite and > 0, got {levels.tolist()}.")
+        raise InvalidParameterError(f"Every noise level must be finite and > 0, got {levels.tolist()}.")
     levels = np.sort(levels)[::-1].copy()
     if np.any(np.isclose(levels[1:], levels[:-1], rtol=_LEVEL_RTOL, atol=0.0)):
-        raise ValueError(f"noise_level contains the same level twice: {levels.tolist()}.")
+        raise InvalidParameterError(f"noise_level contains the same level twice: {levels.tolist()}.")
     return levels
 
 
@@ -379,10 +383,13 @@ class ConvexDenoisingScoreMatcher(_BaseConvexScore):
     def _level_index(self, noise_level):
         """Index in ``noise_levels_`` of a fitted level (relative tolerance 1e-6)."""
         levels = self.noise_levels_
-        try:
-            value = float(noise_level)
-        except (TypeError, ValueError):
-            value = np.nan
+        if isinstance(noise_level, (bool, np.bool_)) or not isinstance(noise_level, Real):
+            # float() would take True as 1.0 and "0.3" as 0.3
+            raise TypeError(
+                f"noise_level must be a number, one of noise_levels_ {levels.tolist()}; got "
+                f"{noise_level!r}."
+            )
+        value = float(noise_level)
         match = np.isclose(levels, value, rtol=_LEVEL_RTOL, atol=0.0) if np.isfinite(value) else []
         if not np.any(match):
             raise ValueError(

@@ -273,6 +273,10 @@ def test_unfitted_level_is_a_clear_error():
         model.predict(bimodal(5), noise_level=0.3)
     with pytest.raises(ValueError, match="not fitted"):
         model.to_torch(noise_level=1.0)
+    # float() took these as the level 0.5 or as level 1.0
+    for wrong in ("0.5", True, np.array([0.5])):
+        with pytest.raises(TypeError, match="noise_level must be a number"):
+            model.predict(bimodal(5), noise_level=wrong)
     np.testing.assert_array_equal(model.predict(bimodal(5), noise_level=0.5 * (1 + 1e-9)),
                                   model.predict(bimodal(5), noise_level=0.5))
     module = model.to_torch(noise_level=0.5)
@@ -289,7 +293,8 @@ def test_invalid_noise_level_parameter(noise_level):
 
 @pytest.mark.parametrize("noise_level", [[], [0.1, -0.2], [0.1, np.nan], [[0.1, 0.2]], [0.2, 0.1, 0.2]])
 def test_invalid_noise_level_sequence(noise_level):
-    with pytest.raises(ValueError, match="noise_level|noise level"):
+    # the error docs/api.md lists for invalid parameters, as for a scalar level
+    with pytest.raises(InvalidParameterError, match="noise_level|noise level"):
         ConvexDenoisingScoreMatcher(noise_level=noise_level).fit(bimodal(20))
 
 

@@ -150,6 +150,33 @@ def test_an_unbounded_program_that_clarabel_calls_optimal_is_refused():
         solve_arrangement_first_order(bounded)[0].objective, rel=1e-4)
 
 
+def test_an_unbounded_status_is_confirmed_before_it_is_reported(monkeypatch):
+    """On full-rank 2-D data 1e6 times wider along one axis Clarabel reported alpha = 50
+    'unbounded' (the first-order solver certifies -0.70064) and the estimator told the user to
+    raise alpha. The status is now checked with the exact descent-ray program: a bounded
+    program gets a SolverError (which "auto" answers with the first-order solver), an
+    unbounded one still the UnboundedProgramError."""
+    from skconvexscore import _cvxpy_solver
+
+    def reports_unbounded(problem, solver_options, verbose):
+        raise UnboundedProgramError("the program is unbounded below (solver status 'unbounded')")
+
+    Z, _ = standardize(np.random.default_rng(2).normal(size=(12, 2)))
+    masks, gates = sample_patterns(Z, 60, "relu", np.random.RandomState(0))
+    bounded = ArrangementProgram("sm", Z, masks, gates, 0.5, "relu", False)
+    reference = solve_arrangement_output_cvxpy(bounded, 0)
+    monkeypatch.setattr(_cvxpy_solver, "_solve", reports_unbounded)
+    with pytest.raises(SolverError, match="numerical failure") as caught:
+        solve_arrangement_output_cvxpy(bounded, 0)
+    assert not isinstance(caught.value, UnboundedProgramError)
+    solutions, backend = solvers.solve_arrangement(bounded, "auto")
+    assert backend == "first_order"
+    assert solutions[0].objective == pytest.approx(reference.objective, rel=1e-4)
+    unbounded = ArrangementProgram("sm", Z, masks, gates, 0.2, "relu", False)
+    with pytest.raises(UnboundedProgramError, match="output 0 is unbounded below: a direction"):
+        solve_arrangement_output_cvxpy(unbounded, 0)
+
+
 def test_a_clarabel_failure_on_an_unbounded_program_says_unbounded():
     """22 points in 2-D, ReLU with skip connection, alpha = 0.0845 (below the bound): Clarabel
     fails outright, and the estimator said only that the program *may* be unbounded. The
