@@ -179,15 +179,9 @@ class ConvexDenoisingScoreMatcher(_BaseConvexScore):
     hidden_weights_ : ndarray of shape (n_neurons_, n_features_in_)
         Weights of the network of the smallest level (likewise the next four).
     hidden_biases_ : ndarray of shape (n_neurons_,)
-        In the data's coordinates. Far from the origin the kinks are no
-        longer resolved to the gaps between points by these biases (a kink
-        sits ``1e-9`` of its gap beside its point, which ``|location_|``
-        rounds away): near the well-posedness bound, where slopes are steep,
-        already at ``|location_|`` ~100 times the data's scale (1-D, n = 1000,
-        ``alpha = 1.05`` x the bound: the weights' objective off by 2e-4
-        relative), at 1.5 x the bound from ~1e4 times (n = 100).
-        ``predict``, ``score``, ``to_torch`` and ``networks_`` (written around
-        ``location_``) are exact there.
+        In the data's coordinates, which far from the origin do not resolve
+        the kinks (see :class:`ConvexScoreMatcher`); ``predict``, ``score``,
+        ``to_torch`` and ``networks_`` (around ``location_``) do.
     output_weights_ : ndarray of shape (n_neurons_, n_features_in_)
         One non-zero entry per row: the output coordinate the unit feeds.
     skip_weights_ : ndarray of shape (n_features_in_, n_features_in_)
