@@ -1288,7 +1288,7 @@ def _polish_banded(qp, nu, tol, max_rounds=12):
     sign = -np.sign(nu[active])
     seen = set()
     for rounds in range(max_rounds):
-        state = hash((active.tobytes(), sign.tobytes()))
+        state = (active.tobytes(), sign.tobytes())
         if state in seen:
             return None  # the corrections cycle
         seen.add(state)
@@ -1382,26 +1382,29 @@ def _solve_skip(prob, tol, max_iter, verbose, slope_unit):
 
 
 def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slope_unit):
-    """ReLU without skip connection, the forward/reversed QP by the general banded IPM."""
+    """ReLU without skip connection, the forward/reversed QP by the general banded IPM.
+
+    Its interior point is not polished (:func:`_polish_banded`): where the skip
+    program's optimum is its optimum too, the forward and reversed kinks of a
+    point carry opposite multipliers, both rows read as active, and the
+    equality QP is singular (``F = -R`` is free): 124 of 150 programs failed
+    at the first factorisation.
+    """
     N, n = z.shape[0], program.n
     qp, info = _build_relu_noskip(z, m, ybar, n, tau, lam, _value_offset(program),
                                   program.value_unit())
     x, _, nu, n_iter, gap, res, _ = _interior_point(
         qp, tol, max_iter, verbose, slope_unit,
         fallback_width=_near_duplicate_width(np.diff(z), slope_unit))
-    x, zero_rows, gap, res, polished = _polish_or_round(qp, x, nu, tol, gap, res, polish=False)
     u = np.diff(np.concatenate([[0.0], x[info["P"]]]))  # u_1..u_{N-1}
     w = np.diff(np.concatenate([x[info["Q"]], [0.0]]))  # w_2..w_N
-    n_fwd = info["kept_fwd"].shape[0]
-    zero_u = np.zeros(N - 1, dtype=bool)
-    zero_u[info["kept_fwd"]] = zero_rows[:n_fwd]
-    zero_w = np.zeros(N - 1, dtype=bool)
-    zero_w[info["kept_rev"]] = zero_rows[n_fwd:]
+    zero_u = _inactive(N - 1, info["kept_fwd"], nu, qp.lam)
+    zero_w = _inactive(N - 1, info["kept_rev"], nu, qp.lam, offset=info["kept_fwd"].shape[0])
     placements = [(u, zero_u, np.arange(N - 1), 0), (w, zero_w, np.arange(1, N), n)]
     return {"n_iter": n_iter, "gap": gap, "res": res, "qp_value": _qp_value(qp, x),
             "placements": placements,
             "ws_info": {"working_set": None, "working_set_rounds": 0,
-                        "active_set_polished": polished}}
+                        "active_set_polished": False}}
 
 
 # Beyond this many l1 rows the rounds of _polish_banded (each a full banded QP built anew,
@@ -1412,35 +1415,14 @@ def _solve_relu_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, sl
 _POLISH_MAX_ROWS = 50_000
 
 
-def _polish_or_round(qp, x, nu, tol, gap, res, polish=True):
-    """The polished point (:func:`_polish_banded`), or the interior point with its inactive rows.
-
-    Programs with more than ``_POLISH_MAX_ROWS`` kinks keep the interior point,
-    and so does ReLU's forward/reversed QP (``polish=False``): where the skip
-    program's optimum is its optimum too, the forward and reversed kinks of a
-    point carry opposite multipliers, both rows read as active, and the
-    equality QP is singular (``F = -R`` is free): 124 of 150 programs failed
-    at the first factorisation.
-
-    Returns ``(x, zero_rows, gap, res, polished)``; ``zero_rows`` marks the l1
-    rows that are exactly zero (polished) or proven inactive by their
-    multipliers (interior point, to be rounded by :func:`_certify`).
-    """
-    polished = _polish_banded(qp, nu, tol) if polish and qp.n_l1 <= _POLISH_MAX_ROWS else None
-    if polished is not None:
-        x, zero_rows, gap, res = polished
-        return x, zero_rows, gap, res, True
-    nl = qp.lam.shape[0]
-    return x, _inactive(nl, np.arange(nl), nu, qp.lam), gap, res, False
-
-
 def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slope_unit):
     """Absolute value without skip connection: the folded chain QP by the banded IPM.
 
     Its slopes near the bound grow faster than with a skip connection (about
     ``1e16`` in standardised units at ``n = 1e6``), so the wide start scales
     like ``N^3``: with ``N^2`` the first iterations crawl and at ``n = 1e6``
-    the method stalled.
+    the method stalled. Up to ``_POLISH_MAX_ROWS`` kinks its answer is then
+    polished to the exact sparse optimum (:func:`_polish_banded`).
     """
     N = z.shape[0]
     qp, info = _build_abs_noskip(z, m, ybar, program.n, tau, lam, _value_offset(program),
@@ -1449,15 +1431,19 @@ def _solve_abs_noskip(program, z, m, ybar, tau, lam, tol, max_iter, verbose, slo
     x, _, nu, n_iter, gap, res, _ = _interior_point(
         qp, tol, max_iter, verbose, slope_unit, width=width,
         fallback_width=_near_duplicate_width(np.diff(z), slope_unit))
-    x, zero_rows, gap, res, polished = _polish_or_round(qp, x, nu, tol, gap, res)
+    polished = _polish_banded(qp, nu, tol) if qp.n_l1 <= _POLISH_MAX_ROWS else None
+    if polished is None:
+        zero = _inactive(N, info["kept"], nu, qp.lam)
+    else:
+        x, held, gap, res = polished
+        zero = np.zeros(N, dtype=bool)
+        zero[info["kept"]] = held
     U0 = x[info["U0"]]
     kinks = np.diff(np.concatenate([[U0], x[info["U"]], [-U0]]))
-    zero = np.zeros(N, dtype=bool)
-    zero[info["kept"]] = zero_rows
     return {"n_iter": n_iter, "gap": gap, "res": res, "qp_value": _qp_value(qp, x),
             "placements": [(kinks / 2.0, zero, np.arange(N), 0)],
             "ws_info": {"working_set": None, "working_set_rounds": 0,
-                        "active_set_polished": polished}}
+                        "active_set_polished": polished is not None}}
 
 
 def _solve_noskip_atoms(program, z, m, ybar, tau, lam, tol, verbose):
