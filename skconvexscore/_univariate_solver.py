@@ -1164,7 +1164,17 @@ def _best_line(program, coef):
 
 
 def _qp_value(qp, x):
-    return 0.5 * float(qp.h @ (x * x)) + float(qp.c @ x) + float(qp.lam @ np.abs(qp.M @ x))
+    """The QP's value at ``x``, summed in extended precision.
+
+    As :meth:`UnivariateProgram.objective_value`, against which :func:`_certify`
+    measures it: near-duplicate points make slopes ~1e11 whose trace and l1
+    terms cancel to ``O(1)``, and summed in float64 the value moved by ``5e-5``
+    of itself with the summation order (``n = 3``, a pair ``1.2e-12`` apart:
+    certified on one machine, "rounding loss" on another).
+    """
+    wide = x.astype(np.longdouble)
+    kinks = np.abs(qp.M @ x).astype(np.longdouble)
+    return float(0.5 * (qp.h @ (wide * wide)) + qp.c @ wide + qp.lam @ kinks)
 
 
 def _polish_active_set(prob, qp, nu, tol, max_rounds=12):
