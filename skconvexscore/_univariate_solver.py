@@ -493,8 +493,7 @@ def _full_certificate(prob, knots, f, U, w, nu_knots):
     excess = np.maximum(np.abs(nu) - lam, 0.0)
     comp = float(np.maximum(kink, 0.0) @ np.maximum(lam + nu, 0.0)
                  + np.maximum(-kink, 0.0) @ np.maximum(lam - nu, 0.0))
-    primal = (0.5 * float(h_f @ (f * f)) + float(c_f @ f) + float(c_U @ U)
-              + float(lam @ np.abs(kink)))
+    primal = _extended_sum((0.5 * h_f * f, f), (c_f, f), (c_U, U), (lam, np.abs(kink)))
     x_scale = 1.0 + max(float(np.max(np.abs(f))), float(np.max(np.abs(U))))
     res_primal = float(np.max(np.abs(r_e))) / x_scale
     res_dual = max(max(float(np.max(np.abs(r_f))), float(np.max(np.abs(r_U)))) / prob.c_scale,
@@ -1163,18 +1162,21 @@ def _best_line(program, coef):
     return float(v), float(c)
 
 
-def _qp_value(qp, x):
-    """The QP's value at ``x``, summed in extended precision.
+def _extended_sum(*pairs):
+    """``sum a . b`` over the pairs ``(a, b)``, accumulated in extended precision.
 
-    As :meth:`UnivariateProgram.objective_value`, against which :func:`_certify`
-    measures it: near-duplicate points make slopes ~1e11 whose trace and l1
-    terms cancel to ``O(1)``, and summed in float64 the value moved by ``5e-5``
-    of itself with the summation order (``n = 3``, a pair ``1.2e-12`` apart:
-    certified on one machine, "rounding loss" on another).
+    The QP values that :func:`_certify` compares with
+    :meth:`UnivariateProgram.objective_value` are summed as that is: near-duplicate
+    points make slopes ~1e11 whose trace and l1 terms cancel to ``O(1)``, and summed
+    in float64 the value moved by ``5e-5`` of itself with the summation order
+    (``n = 3``, a pair ``1.2e-12`` apart: certified on one machine, "rounding loss"
+    on another).
     """
-    wide = x.astype(np.longdouble)
-    kinks = np.abs(qp.M @ x).astype(np.longdouble)
-    return float(0.5 * (qp.h @ (wide * wide)) + qp.c @ wide + qp.lam @ kinks)
+    return float(sum(np.dot(np.asarray(a, dtype=np.longdouble), b) for a, b in pairs))
+
+
+def _qp_value(qp, x):
+    return _extended_sum((0.5 * qp.h * x, x), (qp.c, x), (qp.lam, np.abs(qp.M @ x)))
 
 
 def _polish_active_set(prob, qp, nu, tol, max_rounds=12):
