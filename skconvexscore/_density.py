@@ -56,6 +56,7 @@ from sklearn.utils import check_random_state
 __all__ = [
     "PiecewiseQuadraticDensity",
     "check_density_available",
+    "remedy",
     "tail_defects",
 ]
 
@@ -191,8 +192,20 @@ def _rounded_slopes(pieces):
     return slopes
 
 
+ZERO_SCORE = "the score is identically zero (the weight decay removed every unit)"
+
+
+def remedy(defects):
+    """What to change for a model whose tails do not decay, from its defects' phrases."""
+    if ZERO_SCORE in defects:
+        return "lower alpha, so that some units survive"
+    return "increase alpha or use a skip connection"
+
+
 def _tail_defects(slopes, score_at_kinks, breakpoints):
     """Phrases for the tails that do not decay (see :func:`tail_defects`)."""
+    if not np.any(slopes) and not np.any(score_at_kinks):
+        return [ZERO_SCORE]
     defects = []
     for side, slope, score_end, end in (
         ("left", slopes[0], -score_at_kinks[0], breakpoints[0]),
@@ -271,8 +284,9 @@ class PiecewiseQuadraticDensity:
             raise ValueError(
                 f"The model is not normalisable: {defects[0]}. "
                 "Its exp(integral of the score) has infinite mass, so there is no log-density or exact "
-                "sampler. This happens with a weight decay too small for the data or with activation='abs' "
-                "without a skip connection at large alpha; increase alpha or use a skip connection."
+                "sampler. This happens with a weight decay too small for the data, with activation='abs' "
+                f"without a skip connection at large alpha, or with alpha so large that no unit is left; "
+                f"{remedy(defects[0])}."
             )
 
     def _build_segments(self):

@@ -232,12 +232,14 @@ def warn_if_not_normalisable(networks, noise_levels=None, stacklevel=2):
         problems.append(f"The model{where} is not normalisable: {defects}.")
     if not problems:
         return True
+    from ._density import remedy
+
     warnings.warn(
         " ".join(problems) + " It has no stationary law there: Langevin chains that reach such a tail "
         "drift away from the data, and the samples include them (or sampling stops with a "
         "LangevinDivergenceError), whatever the step size. This happens with a weight decay too small "
-        "for the data or with activation='abs' without a skip connection; increase alpha or use a skip "
-        "connection.",
+        "for the data, with activation='abs' without a skip connection, or with alpha so large that "
+        f"no unit is left; {remedy(' '.join(problems))}.",
         NonNormalisableModelWarning,
         stacklevel=stacklevel,
     )
@@ -694,10 +696,11 @@ def _divergence_message(reason, level, step, n_steps, n_levels, step_size, steps
     # a univariate model can say for certain whether it has a stationary law at all
     univariate = networks[level].n_features == 1
     defects = _tail_report(networks[level]) if univariate else None
+    from ._density import remedy
+
     no_law = (
         f"not normalisable: {defects}. It has no stationary law, so chains that reach that tail "
-        "drift away whatever the step size (a smaller step only delays it): increase alpha or use a "
-        "skip connection"
+        f"drift away whatever the step size (a smaller step only delays it): {remedy(defects or '')}"
     )
     if auto is None:
         if defects is not None:

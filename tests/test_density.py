@@ -164,6 +164,13 @@ def test_not_normalisable_is_detected(network, side):
         PiecewiseQuadraticDensity(network)
 
 
+def test_a_zero_score_is_named_and_the_advice_is_to_lower_alpha():
+    """No unit left (alpha >= 1 without skip connection): the message says the score is zero
+    and to lower alpha, not that a tail "does not point back" and to raise it."""
+    with pytest.raises(ValueError, match="identically zero.*lower alpha"):
+        PiecewiseQuadraticDensity(univariate_network([], [], [], 0.0, 0.0))
+
+
 def test_multivariate_has_no_density():
     network = ScoreNetwork(np.ones((1, 2)), np.zeros(1), np.ones((1, 2)), -np.eye(2), np.zeros(2))
     with pytest.raises(ValueError, match="only for univariate data"):

@@ -98,6 +98,18 @@ def test_restricted_lasso_with_dependent_atoms_finds_an_independent_optimal_supp
     assert value <= reference.value + 1e-9
 
 
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+@pytest.mark.parametrize("alpha", [1.0, 1.5])
+def test_alpha_at_least_one_gives_the_zero_network(activation, alpha):
+    """SM without skip connection is zero for alpha >= 1 (math notes 3.2): every atom's
+    gradient at zero is within its box, so no atom is solved for. At alpha = 1 the extreme
+    absolute values sit on their box and the exact solve left weights ~4e-9 behind."""
+    z = _standardised(np.random.default_rng(0).standard_normal(200))
+    sol = solve_univariate_exact(UnivariateProgram("sm", z, alpha, activation, False))
+    assert not np.any(sol.coef)
+    assert sol.objective == 0.0 and sol.duality_gap == 0.0
+
+
 def test_dsm_with_near_duplicate_noisy_points_keeps_a_sparse_network():
     """DSM, absolute value without skip connection, 5000 points x 10 noisy copies (50,000
     points, some a few 1e-9 apart): the restricted lasso's support held clusters of such
