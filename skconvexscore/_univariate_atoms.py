@@ -261,9 +261,10 @@ def _restricted_lasso(G, q, lam, max_corrections=5):
     coefficients are then solved exactly on that support, ``G_AA w_A = -(q_A
     + lam_A sign_A)``, and the support corrected (wrong signs dropped,
     violators off it added, a primal-dual active-set step) until the
-    restricted optimality conditions hold to rounding. Before each solve the
-    support is made linearly independent (:func:`_drop_dependent_atoms`).
-    Returns ``(w, iterations)``, Clarabel's answer with its residue cleared
+    restricted optimality conditions hold to rounding. Where the support's
+    Gram matrix is nearly singular, the support cut down to independent atoms
+    (:func:`_drop_dependent_atoms`) is solved too and kept if its value is
+    not higher. Returns ``(w, iterations)``, Clarabel's answer with its residue cleared
     if the corrections do not settle, or ``None`` if Clarabel fails.
     """
     import warnings
@@ -290,12 +291,13 @@ def _restricted_lasso(G, q, lam, max_corrections=5):
     sign = np.sign(approx)
     current = approx
     for _ in range(max_corrections):
-        sign = _drop_dependent_atoms(G, current, sign)
+        exact = _solve_on_support(G, q, lam, sign)
+        independent = _drop_dependent_atoms(G, current, sign)
+        if np.any(independent != sign):
+            other = _solve_on_support(G, q, lam, independent)
+            if _lasso_value(G, q, lam, other) <= _lasso_value(G, q, lam, exact):
+                exact, sign = other, independent
         support = sign != 0
-        exact = np.zeros(k)
-        if support.any():
-            rhs = -(q[support] + lam[support] * sign[support])
-            exact[support] = np.linalg.lstsq(G[np.ix_(support, support)], rhs, rcond=None)[0]
         grad = G @ exact + q
         slack = 1e-9 * (np.abs(q) + lam + np.abs(G) @ np.abs(exact))
         wrong = support & (exact * sign <= 0)
@@ -308,7 +310,21 @@ def _restricted_lasso(G, q, lam, max_corrections=5):
     return approx, n_iter
 
 
-def _drop_dependent_atoms(G, w, sign, rcond=1e-12):
+def _solve_on_support(G, q, lam, sign):
+    """The restricted lasso's stationary point with the signs fixed (zero off the support)."""
+    support = sign != 0
+    w = np.zeros(q.shape[0])
+    if support.any():
+        rhs = -(q[support] + lam[support] * sign[support])
+        w[support] = np.linalg.lstsq(G[np.ix_(support, support)], rhs, rcond=None)[0]
+    return w
+
+
+def _lasso_value(G, q, lam, w):
+    return 0.5 * float(w @ G @ w) + float(q @ w) + float(lam @ np.abs(w))
+
+
+def _drop_dependent_atoms(G, w, sign):
     r"""The signs with the support (``sign != 0``) cut down to atoms of independent columns.
 
     Noisy points a few ``1e-9`` apart make clusters of atoms whose Gram
@@ -321,7 +337,10 @@ def _drop_dependent_atoms(G, w, sign, rcond=1e-12):
     in the lasso's uniqueness argument, ``w`` moves along ``v`` until its
     first coordinate reaches zero (the ratio test: no other changes sign),
     and that atom leaves. Repeated while the smallest eigenvalue of ``G_AA``
-    is below ``rcond`` times the largest.
+    is below ``1e-12`` times the largest. Near-singular is not always
+    singular (twins ``1e-10`` apart gave ``1.4e-13``, and the atom dropped
+    along that direction was needed), so the caller keeps the cut support
+    only if its value is not higher.
     """
     w, sign = w.copy(), sign.copy()
     while True:
@@ -329,7 +348,7 @@ def _drop_dependent_atoms(G, w, sign, rcond=1e-12):
         if idx.size < 2:
             return sign
         eigenvalues, vectors = np.linalg.eigh(G[np.ix_(idx, idx)])
-        if eigenvalues[0] > rcond * eigenvalues[-1]:
+        if eigenvalues[0] > 1e-12 * eigenvalues[-1]:
             return sign
         v = vectors[:, 0]
         ratio = np.full(idx.size, np.inf)
