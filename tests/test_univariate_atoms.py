@@ -62,7 +62,7 @@ def test_restricted_lasso_is_exact_on_its_support():
     G = B.T @ B / 40
     q = rng.standard_normal(15)
     lam = np.full(15, 0.5)
-    w, _ = _restricted_lasso(G, q, lam)
+    w, _, _ = _restricted_lasso(G, q, lam)
     grad = G @ w + q
     on = w != 0
     assert 0 < on.sum() < 15
@@ -72,9 +72,9 @@ def test_restricted_lasso_is_exact_on_its_support():
 
 def test_restricted_lasso_with_dependent_atoms_finds_an_independent_optimal_support():
     """Two atoms with the same column (and a third a combination of two others): the lasso
-    optimum is not unique, and the solve on a support holding both was singular. The
-    support is cut down along the null directions: independent columns, stationarity to
-    rounding, the box elsewhere, and Clarabel's optimal value."""
+    optimum is not unique, and the solve on a support holding both is singular. The
+    alternative whose supports are cut down along the null directions has independent
+    columns, stationarity to rounding, the box elsewhere, and Clarabel's optimal value."""
     import cvxpy as cp
 
     rng = np.random.default_rng(7)
@@ -83,7 +83,8 @@ def test_restricted_lasso_with_dependent_atoms_finds_an_independent_optimal_supp
     G = B.T @ B / 60
     q = -2.0 * G @ rng.standard_normal(14)
     lam = np.full(14, 0.2)
-    w, _ = _restricted_lasso(G, q, lam)
+    _, _, alternatives = _restricted_lasso(G, q, lam)
+    w = next(alternatives())
     on = w != 0
     assert 0 < on.sum() < 14
     assert np.linalg.matrix_rank(B[:, on]) == on.sum()
