@@ -292,6 +292,7 @@ def _restricted_lasso(G, q, lam, max_corrections=5):
     approx = np.asarray(w.value, dtype=np.float64)
     n_iter = problem.solver_stats.num_iters or 0
     approx[np.abs(approx) <= 1e-6 * float(np.max(np.abs(approx), initial=0.0))] = 0.0
+
     def alternatives():
         for keep_added in (True, False):
             yield _exact_on_supports(G, q, lam, approx, max_corrections, True, keep_added)
