@@ -203,4 +203,3 @@ def test_near_duplicate_direction_is_not_certified_early(activation):
     optimum = {"relu": -0.120369349807, "abs": -0.129642378684}[activation]
     # coefficients ~1e11: trace and weight decay cancel to O(1) (summed in extended precision)
     assert sol.objective == pytest.approx(optimum, rel=1e-6)
-

@@ -8,6 +8,7 @@ from skconvexscore._cvxpy_solver import solve_univariate_cvxpy
 from skconvexscore._network import recover_univariate
 from skconvexscore._programs import (
     _dsm_natural_scale,
+    SolverError,
     UnboundedProgramError,
     UnivariateProgram,
     gaussian_regime_alpha,
@@ -213,8 +214,6 @@ def test_gaussian_regime_starts_at_the_optimum():
 def test_never_returns_an_uncertified_point():
     rng = np.random.default_rng(15)
     z, _ = _standardised(rng.standard_normal(500))
-    from skconvexscore._programs import SolverError
-
     with pytest.raises(SolverError, match="not certified"):
         solve_univariate_exact(UnivariateProgram("sm", z, 2.0 / z.size), max_iter=3)
 
@@ -445,9 +444,10 @@ def test_residual_beyond_rounding():
     hx = np.array([1e10, 0.0, 0.0])
     c = np.array([0.0, 0.0, 1.0])
     size = np.array([1e10, 0.0, 0.0])
-    # entry 0 is within 8 eps (|hx| + |c| + size) = 3.6e-5; entry 2 exceeds 8 eps by 2e-6 - 8 eps
-    assert _us._beyond_rounding(r_x, hx, c, size) == pytest.approx(2e-6 - 8 * eps, rel=1e-12)
-    assert _us._beyond_rounding(r_x[:1], hx[:1], c[:1], size[:1]) == 0.0
+    # entry 0 is within 8 eps (|hx| + |c| + size) = 3.6e-5; entry 1 is all excess; entry 2
+    # exceeds 8 eps by 2e-6 - 8 eps
+    excess = _us._stationarity_excess(r_x, hx, c, size)
+    np.testing.assert_allclose(excess, [0.0, 3e-7, 2e-6 - 8 * eps], rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("objective", ["sm", "dsm"])
@@ -641,8 +641,6 @@ def test_near_duplicates_between_the_two_bounds_fail_with_a_hint():
     unbounded up to a higher alpha, and in between the optimum grows like 1/gap^2 (~1e21 at
     n = 3, 1e-12). Not certified, so an error that says which alpha is safe, and that alpha
     then certifies."""
-    from skconvexscore._programs import SolverError
-
     rng = np.random.default_rng(23007)
     base = rng.standard_normal(19)
     X = np.concatenate([base[:9], rng.choice(base[:9], 10) * (1 + 1e-9)
@@ -739,3 +737,22 @@ def test_clustered_points_certify_at_the_scale_of_their_gaps():
     # an attained value: never below the optimum, and within the certificate of it
     assert sol.objective >= exact * (1 + 1e-12)
     assert sol.objective <= exact * (1 - 1e-7)
+
+
+def test_clusters_1e9_wide_are_refused_rather_than_certified_above_the_optimum():
+    """SM, ReLU without skip connection, 7 points in two clusters 1e-9 wide, alpha = alpha_G.
+    The optimum (80-digit, its KKT conditions verified) is -0.190289365475211 with a unit of
+    weight 8.0e8. The forward/reversed interior point stopped at -0.174955 with a stationarity
+    error of 1.5e-10 on that slope (curvature ~gap^2), certified by a gap that counted the
+    complementarity only; x . r_x (0.075 here) is now part of it. An answer, if any, is the
+    optimum; otherwise a SolverError naming the near-duplicates."""
+    z = np.array([-0.8660254044243983, -0.8660254041142232, -0.866025403511765,
+                  -0.866025403087368, 1.154700537857203, 1.1547005382468551,
+                  1.1547005390336964])
+    program = UnivariateProgram("sm", z, gaussian_regime_alpha(z), "relu", False)
+    try:
+        sol = solve_univariate_exact(program)
+    except SolverError as exc:
+        assert "closer than" in str(exc)
+    else:
+        assert sol.objective <= -0.190289365475211 + 1e-8
