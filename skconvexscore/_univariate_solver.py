@@ -121,9 +121,10 @@ the stationarity residual only what exceeds the rounding error of evaluating
 it is counted (:func:`_stationarity_excess`): near the bound its terms can exceed
 ``c`` by ten orders of magnitude. The
 working set evaluates the same quantities for the full QP, with box
-violations ``(|nu| - lambda)_+`` counted as dual residual and the slacks
-``a, b`` the positive and negative parts of the kinks. The
-reported ``duality_gap`` is the complementarity gap plus the change of
+violations ``(|nu| - lambda)_+`` counted as dual residual, the slacks
+``a, b`` the positive and negative parts of the kinks and the whole
+stationarity residual in ``x . r_dual``. The
+reported ``duality_gap`` is this gap plus the change of
 objective caused by rounding inactive kinks to exact zeros, both relative to
 ``1 + |P|``.
 """
@@ -502,6 +503,8 @@ def _full_certificate(prob, knots, f, U, w, nu_knots):
     res_primal = float(np.max(np.abs(r_e))) / x_scale
     res_dual = max(max(float(np.max(np.abs(r_f))), float(np.max(np.abs(r_U)))) / prob.c_scale,
                    float(np.max(excess)) / prob.box_scale)
+    # what the stationarity residuals add to the duality gap, as in the interior point
+    comp += float(np.abs(f) @ np.abs(r_f) + np.abs(U) @ np.abs(r_U))
     res_gap = comp / (prob.value_unit + abs(primal + prob.value_offset))
     return res_primal, res_dual, res_gap, primal, y, nu, excess
 
