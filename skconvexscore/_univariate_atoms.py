@@ -295,10 +295,12 @@ def _restricted_lasso(G, q, lam, max_corrections=5):
 
     def alternatives():
         for keep_added in (True, False):
-            yield _exact_on_supports(G, q, lam, approx, max_corrections, True, keep_added)
+            yield _exact_on_supports(G, q, lam, approx, max_corrections, independent=True,
+                                     keep_added=keep_added)
 
-    return (_exact_on_supports(G, q, lam, approx, max_corrections, False, False), n_iter,
-            alternatives)
+    plain = _exact_on_supports(G, q, lam, approx, max_corrections, independent=False,
+                               keep_added=False)
+    return plain, n_iter, alternatives
 
 
 def _exact_on_supports(G, q, lam, approx, max_corrections, independent, keep_added):
