@@ -1177,17 +1177,20 @@ def _inactive(n_kinks, kept, nu, lam, offset=0):
 
 
 def _best_line(program, coef):
-    """Optimal skip connection ``(v, c)`` for fixed atoms (closed form)."""
+    """Optimal skip connection ``(v, c)`` for fixed atoms (closed form).
+
+    The normal equations are solved about the points' mean, where they are
+    diagonal: written in ``x`` itself they are singular to rounding far from
+    zero (ten points near ``1e8``: numpy's "Singular matrix").
+    """
     x = program.x
     g = program.evaluate(coef, 0.0, 0.0)
-    n = program.n
-    G = np.array([[x @ x, x.sum()], [x.sum(), float(n)]])
-    if program.objective == "dsm":
-        rhs = np.array([x @ (program.targets - g), (program.targets - g).sum()])
-    else:
-        rhs = np.array([-(x @ g) - n, -g.sum()])
-    v, c = np.linalg.solve(G, rhs)
-    return float(v), float(c)
+    centre = float(np.mean(x))
+    xc = x - centre
+    # DSM fits the residual targets; SM's line minimises 1/2 |g + line|^2 + n v
+    rest = program.targets - g if program.objective == "dsm" else -g
+    v = float(xc @ rest - (0.0 if program.objective == "dsm" else program.n)) / float(xc @ xc)
+    return v, float(np.mean(rest)) - v * centre
 
 
 def _extended_sum(*pairs):

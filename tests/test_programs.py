@@ -198,6 +198,26 @@ def test_arrangement_program_objective_counts_active_points():
     assert program.objective_value(0, positive, negative, np.zeros(2), 0.0) == pytest.approx(expected)
 
 
+def test_programs_hold_float32_data_in_float64():
+    """A program's value at a point is the same for float32 data as for their float64 copy."""
+    rng = np.random.default_rng(7)
+    Z = (40.0 + rng.normal(size=(30, 2))).astype(np.float32)
+    masks, gates = sample_patterns(Z.astype(np.float64), 20, "relu", np.random.RandomState(1))
+    gates = gates.astype(np.float32)
+    programs = [ArrangementProgram("sm", data, masks, gates.astype(data.dtype), 0.5)
+                for data in (Z, Z.astype(np.float64))]
+    assert programs[0].Z.dtype == programs[0].gates.dtype == np.float64
+    P = masks.shape[1]
+    positive, negative = rng.normal(size=(P, 3)), np.zeros((P, 3))
+    values = [p.objective_value(0, positive, negative, np.array([0.3, -0.2]), 0.1) for p in programs]
+    assert values[0] == values[1]
+    x = np.sort(Z[:, 0])
+    coef = rng.normal(size=30)
+    values = [UnivariateProgram("sm", data, 0.5).objective_value(coef, 0.7, -0.2)
+              for data in (x, x.astype(np.float64))]
+    assert values[0] == values[1]
+
+
 @pytest.mark.parametrize("activation", ["relu", "abs"])
 def test_zero_optimum_without_skip_connection_has_no_units(activation):
     """Without skip connection the optimum at large alpha is the zero network: every block

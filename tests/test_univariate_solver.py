@@ -139,6 +139,36 @@ def test_float32_derived_input_with_offset():
     _agree(_sm_program(z, 2.0, "relu", True))
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.05])
+def test_float32_points_are_solved_in_float64(alpha):
+    """float32 points near 1e3: the program is held in float64, so the value is exact.
+
+    Under NumPy 2 ``slope * x`` stays float32: the reported value was 3e-6 (relative)
+    below the optimum with a gap of 3e-16, or the solve was refused ("rounding loss").
+    """
+    rng = np.random.default_rng(4)
+    x32 = np.sort((1e3 + rng.normal(size=20)).astype(np.float32))
+    program = UnivariateProgram("sm", x32, alpha)
+    assert program.x.dtype == np.float64
+    exact64 = solve_univariate_exact(UnivariateProgram("sm", x32.astype(np.float64), alpha))
+    assert solve_univariate_exact(program).objective == exact64.objective
+
+
+@pytest.mark.parametrize("activation,skip", VARIANTS)
+def test_dsm_far_from_zero(activation, skip):
+    """Noisy points near 1e8: the skip line's normal equations are solved about the mean.
+
+    In ``x`` itself they are singular to rounding there (numpy's LinAlgError, or a refusal).
+    """
+    rng = np.random.default_rng(3)
+    x = np.sort(1e8 + rng.normal(size=10))
+    y = 3.0 * rng.normal(size=10)
+    far = solve_univariate_exact(UnivariateProgram("dsm", x, 0.01, activation, skip, y))
+    centred = solve_univariate_exact(
+        UnivariateProgram("dsm", x - x.mean(), 0.01, activation, skip, y))
+    assert far.objective == pytest.approx(centred.objective, rel=1e-8)
+
+
 @pytest.mark.parametrize("activation,skip", VARIANTS)
 def test_recovered_network_reproduces_optimum(activation, skip):
     rng = np.random.default_rng(10)
