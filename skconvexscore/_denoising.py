@@ -197,8 +197,10 @@ class ConvexDenoisingScoreMatcher(_BaseConvexScore):
     n_iter_ : int
         Largest iteration count over the levels.
     duality_gap_ : float or ndarray of shape (n_levels,)
-        Certified gap of the structured solvers (nan for cvxpy), shaped like
-        ``objective_``.
+        Certified bound on how far the fitted network's objective is above the
+        optimum, in the data's units and shaped like ``objective_``: the
+        structured solvers' duality gap plus what recovering the network cost
+        (nan for cvxpy).
     fit_time_ : float
         Seconds spent drawing the noise, building and solving the programs.
     location_ : ndarray of shape (n_features_in_,)

@@ -103,7 +103,10 @@ class ConvexScoreMatcher(_BaseConvexScore):
     solver_status_ : str
     n_iter_ : int
     duality_gap_ : float
-        Certified gap of the structured solvers (nan for cvxpy).
+        Certified bound on how far the fitted network's objective is above the
+        optimum, in the data's units like ``objective_``: the structured
+        solvers' duality gap plus what recovering the network cost (nan for
+        cvxpy).
     fit_time_ : float
         Seconds spent building and solving the program.
     location_ : ndarray of shape (n_features_in_,)

@@ -12,7 +12,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skconvexscore import ConvexScoreMatcher, ScoreNetwork, gaussian_regime_alpha
+from skconvexscore import (
+    ConvexScoreMatcher,
+    ScoreNetwork,
+    gaussian_regime_alpha,
+    univariate_alpha_bound,
+)
 from skconvexscore._programs import SolverError, sample_patterns, standardize
 
 from _builders import bimodal, minimise_with_adam, mixture_2d
@@ -186,6 +191,23 @@ def test_objective_monotone_in_alpha_and_patterns_2d():
     by_patterns = [ConvexScoreMatcher(alpha=0.1, n_patterns=p, random_state=1).fit(X).objective_
                    for p in (10, 40, 160)]
     assert np.all(np.diff(by_patterns) <= 1e-7 * np.abs(by_patterns[:-1]))
+
+
+@pytest.mark.parametrize("activation, skip", [("abs", False), ("relu", True)])
+def test_duality_gap_bounds_the_fitted_network_above_the_optimum(activation, skip):
+    """``duality_gap_`` is in the data's units and covers the network actually returned.
+
+    Pairs 1e-9 apart (relative) just above the bound: the kinks placed beside their points
+    put the network 9.4e15 above ``objective_`` (6.6e-5 of it, abs without skip connection)
+    while ``duality_gap_`` read 4.8e-8, the solver's relative gap divided by ``scale**2``.
+    """
+    rng = np.random.RandomState(0)
+    half = rng.standard_normal(500)
+    X = np.concatenate([half, half * (1 + 1e-9 * rng.choice([-1, 1], 500))])[:, None]
+    alpha = 1.000001 * univariate_alpha_bound(X, activation, skip)
+    model = ConvexScoreMatcher(alpha=alpha, activation=activation, skip_connection=skip).fit(X)
+    excess = model.networks_[0].sm_objective(X, alpha) - model.objective_
+    assert excess <= model.duality_gap_ <= 1e-4 * abs(model.objective_)
 
 
 def test_recovered_network_reproduces_objective_2d():
