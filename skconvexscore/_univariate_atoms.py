@@ -278,10 +278,13 @@ def _dsm_dual_gap(prob, w):
         + prob.lam)
     with np.errstate(divide="ignore"):
         t = min(1.0, float(np.min(prob.lam / (np.abs(grad) + floor))))
+    # P - D with r = s - ybar, written without the two values' common -1/2 sum D ybar^2
+    # (DSM's large constant at small noise), in extended precision
+    r = s - prob.ybar
+    terms = np.asarray(prob.m * (0.5 * (1.0 + t * t) * r + t * prob.ybar), dtype=np.longdouble)
+    gap = float(np.dot(terms, r)) / prob.n + float(prob.lam @ np.abs(w))
     P = prob.objective(w, s)
-    mid = (1.0 - t) * prob.ybar + t * s
-    dual = -0.5 * float(np.dot(np.asarray(prob.m * mid, dtype=np.longdouble), mid)) / prob.n
-    return max(P - dual, 0.0) / (prob.unit + abs(P + prob.offset))
+    return max(gap, 0.0) / (prob.unit + abs(P + prob.offset))
 
 
 def _restricted_lasso(G, q, lam, max_corrections=5):
