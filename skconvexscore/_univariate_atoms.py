@@ -27,11 +27,11 @@ one linear solve.
 The certificate is the module's relative KKT residual (see
 :mod:`skconvexscore._univariate_solver`): box violations and stationarity
 errors relative to ``c_scale``, complementarity ``sum_j (g_j w_j + lam_j
-|w_j|)`` relative to ``1 + |P|``. For DSM, when the restricted solve cannot
-meet those conditions to rounding (a degenerate support) but no atom off the
-set violates its box, the lasso's own duality gap certifies instead: the
-residual scaled into the dual box needs no exact multipliers
-(:func:`_dsm_dual_gap`).
+|w_j|)`` relative to ``1 + |P|``. When the restricted solve cannot meet
+those conditions to rounding (a degenerate support) but no atom off the set
+violates its box, a duality gap certifies instead: the dual evaluated on the
+ray through the fit's residual, inside the dual box, needs no exact
+multipliers (:func:`_dual_gap`).
 """
 
 import numpy as np
@@ -257,32 +257,48 @@ class _AtomProblem:
         return res_dual, abs(comp) / (self.unit + abs(P + self.offset)), P, violators
 
 
-def _dsm_dual_gap(prob, w):
-    r"""A duality gap of a DSM program at ``w`` that needs no exact multipliers.
+def _dual_gap(prob, w):
+    r"""A duality gap of the program at ``w`` that needs no exact multipliers.
 
-    The program is a lasso, ``min 1/2 sum_i D_i (s_i - ybar_i)^2 + lam |w|``
-    with ``D_i = m_i / n`` and ``s = A w``. Its dual, ``max_theta -1/2 sum_i
-    (D_i ybar_i - theta_i)^2 / D_i`` (constant dropped, as in ``objective``)
-    over ``|A^T theta| <= lam``, is evaluated at the fit's residual ``theta =
-    t D (ybar - s)``, scaled by ``t <= 1`` into that box -- ``A^T theta = -t
-    grad``, the gradient counted with its rounding bound -- so weak duality
-    makes ``P - D`` an upper bound on ``P - optimum`` however degenerate the
-    support (heavy-tailed noisy points: a support of condition ``4e15`` left
-    the restricted solve ``3e-11`` off its box and the banded QP stalled after
-    30 s). Returns it relative to ``unit + |P + offset|``.
+    With ``D_i = m_i / n`` and ``s = A w`` the program is ``min sum_i D_i
+    (s_i^2 / 2 - ybar_i s_i) + lin . w + lam |w|``. Its dual, ``max_theta -1/2
+    sum_i (D_i ybar_i + theta_i)^2 / D_i`` over ``|lin + A^T theta| <= lam``,
+    is evaluated on the ray ``theta = t D (s - ybar)`` through the fit's
+    residual, where ``lin + A^T theta = (1 - t) lin + t grad``: ``t`` is the
+    point of the box's interval of ``t`` (the gradient counted with its
+    rounding bound) nearest the ray's best. Weak duality then makes ``P - D``
+    an upper bound on ``P - optimum`` however degenerate the support
+    (heavy-tailed points: a support of condition ``4e15`` left the restricted
+    solve ``3e-11`` off its box, and the banded QP stalled after 30 s).
+    Returns it relative to ``unit + |P + offset|``; ``inf`` when the ray
+    misses the box.
     """
     s = prob.values(w)
     grad = prob.gradient(s)
     floor = 16.0 * np.finfo(np.float64).eps * (
         prob._fit_gradient(prob.m * (prob.values(np.abs(w)) + np.abs(s) + np.abs(prob.ybar)))
-        + prob.lam)
-    with np.errstate(divide="ignore"):
-        t = min(1.0, float(np.min(prob.lam / (np.abs(grad) + floor))))
-    # P - D with r = s - ybar, written without the two values' common -1/2 sum D ybar^2
-    # (DSM's large constant at small noise), in extended precision
+        + np.abs(prob.lin) + prob.lam)
+    # |lin + t (grad - lin)| + t floor <= lam for t >= 0: rows "slope t <= bound"
+    slope = np.concatenate([grad - prob.lin + floor, prob.lin - grad + floor])
+    bound = np.concatenate([prob.lam - prob.lin, prob.lam + prob.lin])
+    if np.any((slope == 0.0) & (bound < 0.0)):
+        return np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = bound / slope
+    lo = max(0.0, float(np.max(ratio[slope < 0.0], initial=0.0)))
+    hi = float(np.min(ratio[slope > 0.0], initial=np.inf))
+    if not lo <= hi:
+        return np.inf
     r = s - prob.ybar
+    Dr = prob.m * r
+    best = -float(Dr @ prob.ybar) / float(Dr @ r) if np.any(Dr) else 1.0
+    t = min(max(best, lo), hi)
+    # P - D with the two values' common -1/2 sum D ybar^2 (DSM's large constant at
+    # small noise) cancelled by hand, in extended precision
     terms = np.asarray(prob.m * (0.5 * (1.0 + t * t) * r + t * prob.ybar), dtype=np.longdouble)
-    gap = float(np.dot(terms, r)) / prob.n + float(prob.lam @ np.abs(w))
+    # near the bound the trace and penalty terms cancel too
+    gap = float(terms @ r / prob.n + np.dot(np.asarray(prob.lin, dtype=np.longdouble), w)
+                + np.dot(np.asarray(prob.lam, dtype=np.longdouble), np.abs(w)))
     P = prob.objective(w, s)
     return max(gap, 0.0) / (prob.unit + abs(P + prob.offset))
 
@@ -466,10 +482,10 @@ def solve_noskip_working_set(z, m, ybar, n, tau, lam, relu, tol, verbose=False,
                   f"gap={res_gap:.2e}  violators={n_violators}")
         if n_violators == 0:
             certified = res_dual == 0.0 and res_gap <= tol
-            if not certified and tau == 0.0:
+            if not certified:
                 # the restricted solve is not accurate enough for the conditions, but
-                # DSM's dual bound needs no exact multipliers
-                res_gap = _dsm_dual_gap(prob, w)
+                # the dual bound needs no exact multipliers
+                res_gap = _dual_gap(prob, w)
                 certified = res_gap <= tol
             if certified:
                 return {"w": w, "P": P, "gap": res_gap, "res": res_dual, "n_iter": total_iter,
