@@ -136,7 +136,12 @@ from threadpoolctl import threadpool_limits
 
 from ._programs import SolverError, UnboundedProgramError, univariate_alpha_bound
 from ._solution import UnivariateSolution
-from ._univariate_atoms import prefix_sums, select_spread, solve_noskip_working_set
+from ._univariate_atoms import (
+    extended_sum,
+    prefix_sums,
+    select_spread,
+    solve_noskip_working_set,
+)
 
 __all__ = ["solve_univariate_exact"]
 
@@ -519,10 +524,10 @@ def _skip_value_terms(prob, f, U, kink):
 
 
 def _skip_value(prob, f, U):
-    """The skip QP's value at ``(f, U)``, summed in extended precision (:func:`_extended_sum`)."""
+    """The skip QP's value at ``(f, U)``, summed in extended precision (:func:`extended_sum`)."""
     kink = np.zeros(prob.N)
     kink[1:-1] = np.diff(U)
-    return _extended_sum(*_skip_value_terms(prob, f, U, kink))
+    return extended_sum(*_skip_value_terms(prob, f, U, kink))
 
 
 def _inactive_knots(lam, nu, kink):
@@ -1193,21 +1198,8 @@ def _best_line(program, coef):
     return v, float(np.mean(rest)) - v * centre
 
 
-def _extended_sum(*pairs):
-    """``sum a . b`` over the pairs ``(a, b)``, accumulated in extended precision.
-
-    The QP values that :func:`_certify` compares with
-    :meth:`UnivariateProgram.objective_value` are summed as that is: near-duplicate
-    points make slopes ~1e11 whose trace and l1 terms cancel to ``O(1)``, and summed
-    in float64 the value moved by ``5e-5`` of itself with the summation order
-    (``n = 3``, a pair ``1.2e-12`` apart: certified on one machine, "rounding loss"
-    on another).
-    """
-    return float(sum(np.dot(np.asarray(a, dtype=np.longdouble), b) for a, b in pairs))
-
-
 def _qp_value(qp, x):
-    return _extended_sum((0.5 * qp.h * x, x), (qp.c, x), (qp.lam, np.abs(qp.M @ x)))
+    return extended_sum((0.5 * qp.h * x, x), (qp.c, x), (qp.lam, np.abs(qp.M @ x)))
 
 
 def _polish_active_set(prob, qp, nu, tol, max_rounds=12):
